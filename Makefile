@@ -1,0 +1,49 @@
+# ncf-tutorial: `make train` trains NeuMF on MovieLens-1M, `make test` runs every test.
+# Variables pass through: make train MODEL=gmf EPOCHS=20 DATASET=ml-100k
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+DATASET ?= ml-1m
+MODEL   ?= neumf
+EPOCHS  ?= 10
+ARGS    ?=
+
+.PHONY: install test unit notebooks-test train info evaluate tensorboard lab notebooks bench clean
+
+install: $(STAMP)
+
+# Created once; re-run when pyproject.toml changes. Torch already in the venv (CI pins the
+# CPU build) satisfies the package's range and is kept.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+train: $(STAMP)
+	$(BIN)/python -m ncf_lib train --model $(MODEL) --dataset $(DATASET) --epochs $(EPOCHS) $(ARGS)
+
+info: $(STAMP)
+	$(BIN)/python -m ncf_lib info --dataset $(DATASET) $(ARGS)
+
+tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir runs || { echo "TensorBoard is not installed: $(BIN)/pip install tensorboard"; exit 1; }
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks || $(BIN)/jupyter notebook notebooks
+
+notebooks: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/*.md
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs checkpoints .pytest_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,205 @@
+"""Download and cache the MovieLens archives from GroupLens.
+
+Every download is streamed into a temporary file beside its destination, hashed while it
+arrives, checked against a pinned MD5 and only then renamed into place, so an interrupted or
+corrupted transfer never leaves a file that looks valid. Archives are extracted once, again
+through a temporary folder that is renamed when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+#: Environment variable that overrides the default cache folder.
+DATA_DIR_ENV = "NCF_DATA_DIR"
+
+GROUPLENS = "https://files.grouplens.org/datasets/movielens"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a MovieLens release lives and how to check it.
+
+    ``md5`` is the checksum GroupLens publishes beside the archive (``URL.md5``). It is
+    pinned for the frozen releases; ``ml-latest-small`` is re-issued by GroupLens from time
+    to time, so its checksum is read from that published ``.md5`` file at download time.
+    """
+
+    name: str
+    url: str
+    md5: str | None
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in [
+        DatasetSpec("ml-1m", f"{GROUPLENS}/ml-1m.zip", "c4d9eecfca2ab87c1945afe126590906"),
+        DatasetSpec("ml-100k", f"{GROUPLENS}/ml-100k.zip", "0e33842e24a9c977be4e0107933c0723"),
+        DatasetSpec("ml-20m", f"{GROUPLENS}/ml-20m.zip", "cd245b17a1ae2cc31bb14903e1204af3"),
+        DatasetSpec("ml-25m", f"{GROUPLENS}/ml-25m.zip", "6b51fb2759a8657d3bfcbfc42b592ada"),
+        DatasetSpec("ml-latest-small", f"{GROUPLENS}/ml-latest-small.zip", None),
+    ]
+}
+
+
+class DownloadError(RuntimeError):
+    """A dataset could not be downloaded or verified; the message says what to do by hand."""
+
+
+def default_data_dir() -> Path:
+    """The cache folder: ``$NCF_DATA_DIR`` if set, else ``data/`` in the repository.
+
+    "The repository" is the folder holding ``pyproject.toml`` above this package (an
+    editable install or a clone); for a regular install it is ``data/`` in the current
+    working directory.
+    """
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "pyproject.toml").exists():
+        return repo / "data"
+    return Path.cwd() / "data"
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    """MD5 hex digest of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _by_hand(url: str, dest: Path) -> str:
+    return (
+        f"To place it by hand, download {url} in a browser and save it as {dest} "
+        f"(or set {DATA_DIR_ENV} to the folder that holds it), or run offline with "
+        "--dataset synthetic."
+    )
+
+
+def download(
+    url: str, dest: Path, md5: str | None, *, timeout: float = 30.0, progress: bool = True
+) -> Path:
+    """Download ``url`` to ``dest`` unless a valid copy is already there.
+
+    The bytes are streamed into ``dest.name + '.*.part'`` in the same folder, hashed on the
+    way and renamed to ``dest`` only once the length and the MD5 are right. Any failure
+    removes the partial file and raises :class:`DownloadError`.
+
+    Args:
+        url: what to fetch (``http://`` or ``https://``).
+        dest: final path of the file.
+        md5: expected hex digest, or ``None`` to accept any content.
+        timeout: seconds to wait for the server on connect and on each read.
+        progress: show a tqdm bar.
+    """
+    dest = Path(dest)
+    if dest.exists() and (md5 is None or md5sum(dest) == md5):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.md5()
+        received = 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            expected = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(
+                total=expected, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+            ) as bar:
+                while block := resp.read(1 << 16):
+                    out.write(block)
+                    digest.update(block)
+                    received += len(block)
+                    bar.update(len(block))
+        if expected is not None and received != expected:
+            raise DownloadError(
+                f"Download of {url} was cut short: {received:,} of {expected:,} bytes. "
+                + _by_hand(url, dest)
+            )
+        if md5 is not None and digest.hexdigest() != md5:
+            raise DownloadError(
+                f"Checksum mismatch for {url}: got MD5 {digest.hexdigest()}, expected {md5}. "
+                + _by_hand(url, dest)
+            )
+        os.replace(tmp, dest)
+        return dest
+    except DownloadError:
+        raise
+    except http.client.IncompleteRead as err:
+        raise DownloadError(
+            f"Download of {url} was cut short after {len(err.partial):,} more bytes. "
+            + _by_hand(url, dest)
+        ) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        reason = getattr(err, "reason", err)
+        raise DownloadError(f"Could not download {url}: {reason}. " + _by_hand(url, dest)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def published_md5(url: str, timeout: float = 30.0) -> str:
+    """Read the checksum GroupLens publishes at ``url + '.md5'`` (``MD5 (name) = hex``)."""
+    try:
+        with urllib.request.urlopen(url + ".md5", timeout=timeout) as resp:
+            text = resp.read(4096).decode("ascii", "replace")
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        raise DownloadError(f"Could not read the checksum {url}.md5: {err}") from None
+    token = text.strip().split()[-1].lower() if text.strip() else ""
+    if len(token) != 32 or any(c not in "0123456789abcdef" for c in token):
+        raise DownloadError(f"{url}.md5 does not hold an MD5 checksum: {text[:80]!r}")
+    return token
+
+
+def fetch(name: str, data_dir: Path | str | None = None, *, progress: bool = True) -> Path:
+    """Return the extracted folder of a named MovieLens release, downloading it if needed.
+
+    Looks for ``data_dir/NAME/`` first (extracted earlier, or placed there by hand), then for
+    a valid ``data_dir/NAME.zip``; downloads only when neither is there.
+
+    Args:
+        name: a key of :data:`DATASETS`.
+        data_dir: cache folder; default :func:`default_data_dir`.
+        progress: show a progress bar while downloading.
+    """
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    spec = DATASETS[name]
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    folder = root / name
+    if folder.is_dir() and any(folder.iterdir()):
+        return folder
+    md5 = spec.md5 if spec.md5 is not None else published_md5(spec.url)
+    archive = download(spec.url, root / f"{name}.zip", md5, progress=progress)
+    extract(archive, folder)
+    return folder
+
+
+def extract(archive: Path, folder: Path) -> Path:
+    """Extract a MovieLens zip (one top-level folder inside) to ``folder``, atomically."""
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", suffix=".part", dir=folder.parent))
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(tmp)
+        entries = list(tmp.iterdir())
+        inner = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(inner, folder)
+    except zipfile.BadZipFile:
+        raise DownloadError(f"{archive} is not a valid zip archive; delete it and retry") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

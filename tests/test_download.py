@@ -1,0 +1,156 @@
+"""Download and cache tests against a local HTTP server on 127.0.0.1 (no internet needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import socket
+import threading
+import zipfile
+
+import pytest
+
+from ncf_lib import download as dl
+from ncf_lib.data import load_ratings
+
+
+class Server:
+    """Serves ``files`` (path -> bytes); ``truncate`` paths promise more bytes than they send."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.truncate: set[str] = set()
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.requests.append(self.path)
+                body = outer.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if self.path in outer.truncate else body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+def _zip_of_ml100k() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("ml-100k/u.data", "1\t10\t5\t881250949\n1\t20\t3\t881250950\n2\t10\t4\t881250951\n")
+        zf.writestr("ml-100k/u.item", "10|Ten (1995)|x||u|" + "|".join("0" * 19) + "\n")
+    return buf.getvalue()
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_download_success_and_cache_reuse(server, tmp_path):
+    body = b"x" * 200_000
+    server.files["/f.bin"] = body
+    md5 = hashlib.md5(body).hexdigest()
+    dest = dl.download(server.url + "/f.bin", tmp_path / "f.bin", md5, progress=False)
+    assert dest.read_bytes() == body
+    dl.download(server.url + "/f.bin", dest, md5, progress=False)
+    assert server.requests == ["/f.bin"]  # second call: no request
+    assert _leftovers(tmp_path) == ["f.bin"]
+
+
+def test_checksum_mismatch_leaves_nothing(server, tmp_path):
+    server.files["/f.bin"] = b"payload"
+    with pytest.raises(dl.DownloadError, match="Checksum mismatch") as err:
+        dl.download(server.url + "/f.bin", tmp_path / "f.bin", "0" * 32, progress=False)
+    assert "by hand" in str(err.value) and str(tmp_path / "f.bin") in str(err.value)
+    assert _leftovers(tmp_path) == []
+
+
+def test_truncated_transfer_leaves_nothing(server, tmp_path):
+    server.files["/f.bin"] = b"y" * 100_000
+    server.truncate.add("/f.bin")
+    with pytest.raises(dl.DownloadError, match="cut short"):
+        dl.download(server.url + "/f.bin", tmp_path / "f.bin", None, progress=False)
+    assert _leftovers(tmp_path) == []
+
+
+def test_server_down_is_a_clear_error(tmp_path):
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(dl.DownloadError, match="Could not download .*by hand"):
+        dl.download(f"http://127.0.0.1:{port}/f.bin", tmp_path / "f.bin", None, progress=False)
+    assert _leftovers(tmp_path) == []
+
+
+def test_not_found_is_a_clear_error(server, tmp_path):
+    with pytest.raises(dl.DownloadError, match="Not Found"):
+        dl.download(server.url + "/nope.zip", tmp_path / "nope.zip", None, progress=False)
+    assert _leftovers(tmp_path) == []
+
+
+def test_fetch_extracts_once_and_load_ratings_uses_it(server, tmp_path, monkeypatch):
+    archive = _zip_of_ml100k()
+    server.files["/ml-100k.zip"] = archive
+    spec = dl.DatasetSpec("ml-100k", server.url + "/ml-100k.zip", hashlib.md5(archive).hexdigest())
+    monkeypatch.setitem(dl.DATASETS, "ml-100k", spec)
+    folder = dl.fetch("ml-100k", tmp_path, progress=False)
+    assert folder == tmp_path / "ml-100k" and (folder / "u.data").is_file()
+    assert _leftovers(tmp_path) == ["ml-100k", "ml-100k.zip"]
+    monkeypatch.setenv(dl.DATA_DIR_ENV, str(tmp_path))
+    loaded = load_ratings("ml-100k", progress=False)
+    assert len(loaded.ratings) == 3 and loaded.movies["title"].tolist() == ["Ten (1995)"]
+    assert server.requests == ["/ml-100k.zip"]
+
+
+def test_fetch_unpinned_reads_published_md5(server, tmp_path, monkeypatch):
+    archive = _zip_of_ml100k()
+    server.files["/ml-latest-small.zip"] = archive
+    server.files["/ml-latest-small.zip.md5"] = (
+        f"MD5 (ml-latest-small.zip) = {hashlib.md5(archive).hexdigest()}\n".encode())
+    spec = dl.DatasetSpec("ml-latest-small", server.url + "/ml-latest-small.zip", None)
+    monkeypatch.setitem(dl.DATASETS, "ml-latest-small", spec)
+    assert (dl.fetch("ml-latest-small", tmp_path, progress=False) / "u.data").is_file()
+
+
+def test_fetch_rejects_bad_zip(server, tmp_path, monkeypatch):
+    server.files["/ml-100k.zip"] = b"not a zip"
+    spec = dl.DatasetSpec("ml-100k", server.url + "/ml-100k.zip", hashlib.md5(b"not a zip").hexdigest())
+    monkeypatch.setitem(dl.DATASETS, "ml-100k", spec)
+    with pytest.raises(dl.DownloadError, match="not a valid zip"):
+        dl.fetch("ml-100k", tmp_path, progress=False)
+    assert "ml-100k" not in _leftovers(tmp_path)
+
+
+def test_default_data_dir_env_override(monkeypatch, tmp_path):
+    monkeypatch.setenv(dl.DATA_DIR_ENV, str(tmp_path))
+    assert dl.default_data_dir() == tmp_path
+    monkeypatch.delenv(dl.DATA_DIR_ENV)
+    assert dl.default_data_dir().name == "data"
+
+
+def test_pinned_checksums_cover_every_named_dataset():
+    assert set(dl.DATASETS) == {"ml-1m", "ml-100k", "ml-20m", "ml-25m", "ml-latest-small"}
+    for spec in dl.DATASETS.values():
+        assert spec.url.startswith("https://files.grouplens.org/datasets/movielens/")
+        assert spec.md5 is None or len(spec.md5) == 32

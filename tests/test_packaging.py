@@ -1,0 +1,36 @@
+"""The conda environment and pyproject.toml describe the same packages."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+from conftest import REPO
+
+CONDA_TO_PIP = {"pytorch": "torch", "tensorboardx": "tensorboardx"}
+
+
+def _pip_requirements() -> dict[str, str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
+    return {re.split(r"[<>=!~ ]", r, 1)[0].lower(): r[len(re.split(r"[<>=!~ ]", r, 1)[0]):]
+            for r in reqs}
+
+
+def _conda_requirements() -> dict[str, str]:
+    out = {}
+    text = (REPO / "environment.yml").read_text()
+    for line in text.split("dependencies:", 1)[1].splitlines():
+        match = re.match(r"^  - ([A-Za-z0-9_.-]+)(.*)$", line)
+        if match and match.group(1) not in ("python", "pip"):
+            name = match.group(1).lower()
+            out[CONDA_TO_PIP.get(name, name)] = match.group(2).strip()
+    return out
+
+
+def test_environment_yml_matches_pyproject():
+    assert _conda_requirements() == _pip_requirements()
+
+
+def test_environment_installs_the_package_itself():
+    assert "- -e ." in (REPO / "environment.yml").read_text()
