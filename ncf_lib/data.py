@@ -200,7 +200,7 @@ def synthetic_ratings(
     n_interactions: int = ML1M_SHAPE[2],
     *,
     rank: int = 8,
-    taste: float = 2.5,
+    taste: float = 4.0,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Generate MovieLens-like ratings that a recommender can learn from.
@@ -360,6 +360,7 @@ class NCFData:
         user_ids, item_ids: ``(n_users,)`` / ``(n_items,)`` original id of each contiguous id.
         titles: ``(n_items,)`` title of each item, or ``None``.
         name: where the data came from.
+        seed: the seed the candidates were drawn with (to rebuild the same split).
     """
 
     n_users: int
@@ -373,6 +374,7 @@ class NCFData:
     item_ids: np.ndarray
     titles: np.ndarray | None
     name: str
+    seed: int
 
     @property
     def n_train(self) -> int:
@@ -403,10 +405,15 @@ class NCFData:
         dense = self._train_matrix
         return dense[keys] if dense is not None else _member(keys, self.train_keys)
 
-    def train_items_of(self, user: int) -> np.ndarray:
-        """Sorted training items of one user."""
-        lo, hi = np.searchsorted(self.train_users, [user, user + 1])
-        return self.train_items[lo:hi]
+    def train_pairs_of(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Training positives of ``users`` as ``(row, item)`` index arrays.
+
+        ``row`` indexes ``users`` (not the user id), so ``mask[train_pairs_of(users)] = True``
+        marks a ``(len(users), n_items)`` matrix.
+        """
+        lo = np.searchsorted(self.train_users, users)
+        hi = np.searchsorted(self.train_users, users + 1)
+        return np.repeat(np.arange(users.size), hi - lo), self.train_items[_ranges(lo, hi)]
 
 
 def reindex(ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -547,7 +554,7 @@ def build_dataset(
         n_users=int(n_users), n_items=int(n_items),
         train_users=train_keys // n_items, train_items=train_keys % n_items,
         train_keys=train_keys, validation=val_set, test=test_set,
-        user_ids=user_ids, item_ids=item_ids, titles=titles, name=ratings.name,
+        user_ids=user_ids, item_ids=item_ids, titles=titles, name=ratings.name, seed=seed,
     )
 
 

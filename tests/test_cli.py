@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
+import pytest
+
 from ncf_lib.cli import main
+from ncf_lib.data import load_ratings
 
 SAMPLE = "synthetic:120x200x3000"
 
@@ -43,3 +47,94 @@ def test_malformed_file_is_one_line_exit_2(tmp_path, capsys):
     assert main(["info", "--dataset", str(path)]) == 2
     err = capsys.readouterr().err
     assert "line 2" in err and str(path) in err
+
+
+# ---- train / evaluate / recommend -----------------------------------------------------
+
+TRAIN = ["train", "--dataset", SAMPLE, "--epochs", "1", "--no-progress"]
+
+
+def _train(tmp_path, *extra):
+    return main(TRAIN + ["--out", str(tmp_path / "ck"), "--log-dir", str(tmp_path / "runs"),
+                         *extra])
+
+
+def test_train_prints_epochs_and_the_seed_format_last(tmp_path, capsys):
+    assert _train(tmp_path, "--model", "gmf", "--epochs", "2") == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert sum(line.startswith("epoch ") for line in out) == 2
+    assert any(line.startswith("checkpoint: ") for line in out)
+    assert any(line.startswith("TensorBoard logs: ") for line in out)
+    assert re.fullmatch(r"Best epoch 00[12]: HR = 0\.\d{3}, NDCG = 0\.\d{3}", out[-1])
+    assert (tmp_path / "ck" / "synthetic_120x200x3000-gmf.pt").is_file()
+    assert any((tmp_path / "runs").iterdir())
+
+
+def test_train_pretrain_trains_three_stages(tmp_path, capsys):
+    assert _train(tmp_path, "--model", "neumf", "--pretrain") == 0
+    out = capsys.readouterr().out
+    assert "== gmf:" in out and "== mlp:" in out and "== neumf-pretrained:" in out
+    ck = tmp_path / "ck"
+    assert {p.name for p in ck.iterdir()} == {
+        "synthetic_120x200x3000-gmf.pt", "synthetic_120x200x3000-mlp.pt",
+        "synthetic_120x200x3000-neumf-pretrained.pt"}
+    # ... and can reuse the parts
+    assert _train(tmp_path, "--model", "neumf", "--pretrain", "--no-log",
+                  "--gmf", str(ck / "synthetic_120x200x3000-gmf.pt"),
+                  "--mlp", str(ck / "synthetic_120x200x3000-mlp.pt")) == 0
+    assert "gmf: loaded from" in capsys.readouterr().out
+
+
+def test_evaluate_and_recommend(tmp_path, capsys):
+    assert _train(tmp_path, "--model", "neumf") == 0
+    ckpt = str(tmp_path / "ck" / "synthetic_120x200x3000-neumf.pt")
+    capsys.readouterr()
+    assert main(["evaluate", ckpt]) == 0
+    out = capsys.readouterr().out
+    for scorer in ("model", "popularity", "random"):
+        assert f"\n{scorer}" in out
+    assert main(["recommend", ckpt, "--user", "5", "-k", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("Top 4 for user 5")
+    assert len(lines) == 2 + 4 and "Synthetic movie" in lines[2]
+
+
+def test_recommend_excludes_the_users_history(tmp_path, capsys):
+    assert _train(tmp_path, "--model", "gmf") == 0
+    ckpt = str(tmp_path / "ck" / "synthetic_120x200x3000-gmf.pt")
+    capsys.readouterr()
+    assert main(["recommend", ckpt, "--user", "7", "-k", "200"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()[2:]
+    shown = {int(line.split()[1]) for line in lines}
+    ratings = load_ratings(SAMPLE).ratings
+    rated = set(ratings.loc[ratings["user_id"] == 7, "item_id"])
+    assert shown and not shown & rated
+    assert len(shown) == 200 - len(rated)
+
+
+def _one_line_error(argv, capsys, *needles):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err
+
+
+def test_bad_arguments_are_one_line(tmp_path, capsys):
+    _one_line_error(["evaluate", str(tmp_path / "nope.pt")], capsys, "no such checkpoint")
+    _one_line_error(TRAIN + ["--model", "gmf", "--pretrain"], capsys, "--pretrain needs")
+    _one_line_error(TRAIN + ["--pretrain", "--gmf", str(tmp_path / "g.pt")], capsys, "g.pt")
+    _one_line_error(TRAIN + ["--layers", "63", "8"], capsys, "layers")
+    _one_line_error(TRAIN + ["--epochs", "0"], capsys, "epochs")
+    assert _train(tmp_path, "--model", "gmf", "--no-log") == 0
+    ckpt = str(tmp_path / "ck" / "synthetic_120x200x3000-gmf.pt")
+    _one_line_error(["recommend", ckpt, "--user", "99999"], capsys, "user 99999")
+    _one_line_error(["evaluate", ckpt, "--dataset", "synthetic:100x200x3000"], capsys,
+                    "other users or items")
+
+
+def test_unknown_model_is_rejected_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(TRAIN + ["--model", "svd"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'svd'" in capsys.readouterr().err

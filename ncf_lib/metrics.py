@@ -1,0 +1,135 @@
+"""Ranking metrics: HR@K and NDCG@K, on sampled candidates or on the full item set.
+
+Everything is defined by the **rank** of the held-out item among the items it competes with
+(0 = first). With one relevant item per user:
+
+* ``HR@K   = mean(rank < K)``
+* ``NDCG@K = mean(1 / log2(rank + 2) if rank < K else 0)`` (log base 2: rank 0 scores 1)
+
+**Ties count against the held-out item** (pessimistic): its rank is the number of other
+candidates scoring *at least* as high. A model that gives every item the same score ranks
+the held-out item last, not first (the seed's ``torch.topk`` order, and several ports'
+"positive first" layouts, give such a model a perfect score).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ncf_lib.data import EvalSet, NCFData
+
+#: ``scorer(users (n,), items (n, c)) -> scores (n, c)``; higher is better.
+Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def rank_of_first(scores: torch.Tensor) -> torch.Tensor:
+    """``(n,)`` rank of column 0 within each row of ``(n, c)`` scores, ties counted against it."""
+    return (scores[:, 1:] >= scores[:, :1]).sum(dim=1)
+
+
+def hit_rate(ranks: torch.Tensor, k: int) -> float:
+    """Share of held-out items ranked in the top ``k``."""
+    return float((ranks < k).double().mean())
+
+
+def ndcg(ranks: torch.Tensor, k: int) -> float:
+    """Mean NDCG@k with one relevant item: ``1 / log2(rank + 2)`` inside the top ``k``."""
+    gains = 1.0 / torch.log2(ranks.double() + 2.0)
+    return float(torch.where(ranks < k, gains, torch.zeros_like(gains)).mean())
+
+
+def sampled_metrics(scores: torch.Tensor, k: int = 10) -> dict[str, float]:
+    """HR@k and NDCG@k from a ``(users, candidates)`` matrix whose column 0 is held out."""
+    ranks = rank_of_first(scores)
+    return {"hr": hit_rate(ranks, k), "ndcg": ndcg(ranks, k)}
+
+
+@torch.inference_mode()
+def score_candidates(scorer: Scorer, eval_set: EvalSet, *, chunk: int = 2048,
+                     device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(n, c)`` scores of an evaluation set's candidates, ``chunk`` users at a time."""
+    users = torch.from_numpy(eval_set.users).to(device)
+    items = torch.from_numpy(eval_set.candidates).to(device)
+    return torch.cat([scorer(users[s : s + chunk], items[s : s + chunk])
+                      for s in range(0, users.shape[0], chunk)]).float().cpu()
+
+
+def evaluate(scorer: Scorer, eval_set: EvalSet, k: int = 10, *,
+             device: torch.device | str = "cpu") -> dict[str, float]:
+    """Sampled HR@k and NDCG@k of a scorer on an evaluation set (the paper's protocol)."""
+    return sampled_metrics(score_candidates(scorer, eval_set, device=device), k)
+
+
+@torch.inference_mode()
+def full_ranking_metrics(scorer: Scorer, data: NCFData, eval_set: EvalSet, k: int = 10, *,
+                         exclude: EvalSet | None = None, chunk: int = 512,
+                         device: torch.device | str = "cpu") -> dict[str, float]:
+    """HR@k, NDCG@k and Recall@k ranking the held-out item against **all** items.
+
+    Items the user trained on are excluded (they would otherwise crowd the top and HR
+    collapses to a few per cent), as are the held-out items of ``exclude`` (pass the
+    validation set when evaluating on test: those interactions are known too). With one
+    held-out item per user, Recall@k (hits / min(k, relevant)) equals HR@k.
+    """
+    all_items = torch.arange(data.n_items, device=device)
+    ranks = []
+    for start in range(0, eval_set.users.size, chunk):
+        users_np = eval_set.users[start : start + chunk]
+        users = torch.from_numpy(users_np).to(device)
+        scores = scorer(users, all_items.expand(users.shape[0], -1)).float()
+        known = torch.from_numpy(_known_mask(data, users_np, exclude)).to(device)
+        held = torch.from_numpy(eval_set.items[start : start + chunk]).to(device)
+        target = scores.gather(1, held[:, None])
+        beats = (scores >= target) & ~known
+        beats.scatter_(1, held[:, None], False)
+        ranks.append(beats.sum(dim=1).cpu())
+    rank = torch.cat(ranks)
+    hr = hit_rate(rank, k)
+    return {"hr": hr, "ndcg": ndcg(rank, k), "recall": hr}
+
+
+def _known_mask(data: NCFData, users: np.ndarray, exclude: EvalSet | None) -> np.ndarray:
+    """``(len(users), n_items)`` bool: training items (and ``exclude``'s held-out item)."""
+    mask = np.zeros((users.size, data.n_items), dtype=bool)
+    mask[data.train_pairs_of(users)] = True
+    if exclude is not None:
+        where = np.searchsorted(exclude.users, users)
+        where = np.minimum(where, exclude.users.size - 1)
+        has = exclude.users[where] == users
+        mask[np.flatnonzero(has), exclude.items[where[has]]] = True
+    return mask
+
+
+# --------------------------------------------------------------------------------------
+# Reference scorers
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PopularityScorer:
+    """Scores an item by how many users trained on it (ItemPop), the same for every user."""
+
+    counts: torch.Tensor
+
+    @classmethod
+    def fit(cls, data: NCFData) -> PopularityScorer:
+        return cls(torch.from_numpy(np.bincount(data.train_items, minlength=data.n_items)
+                                    ).double())
+
+    def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.counts.to(items.device)[items]
+
+
+@dataclass(frozen=True)
+class RandomScorer:
+    """Uniform random scores (expected HR@10 with 100 candidates: 0.10)."""
+
+    seed: int = 0
+
+    def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed)
+        return torch.rand(items.shape, generator=gen, dtype=torch.float64).to(items.device)

@@ -1,0 +1,45 @@
+"""Top-N recommendations for a user, with titles, excluding what the user already rated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ncf_lib.models import Recommender
+
+
+@torch.inference_mode()
+def recommend(model: Recommender, user: int, k: int = 10, *,
+              exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` highest-scoring items for one (contiguous) user id.
+
+    Args:
+        model: a trained model.
+        user: contiguous user id.
+        k: how many items.
+        exclude: item ids never to recommend (the user's history).
+
+    Returns:
+        ``items (k,)`` contiguous ids, best first, and ``probabilities (k,)`` (sigmoid of
+        the logits).
+    """
+    device = next(model.parameters()).device
+    items = torch.arange(model.n_items, device=device)
+    logits = model.score(torch.tensor([user], device=device), items[None, :])[0]
+    if exclude is not None and len(exclude):
+        logits[torch.as_tensor(exclude, device=device)] = float("-inf")
+    k = min(k, int(torch.isfinite(logits).sum()))
+    top = torch.topk(logits, k)
+    return top.indices.cpu().numpy(), torch.sigmoid(top.values).cpu().numpy()
+
+
+def recommendation_table(items: np.ndarray, probabilities: np.ndarray, item_ids: np.ndarray,
+                         titles: np.ndarray | None) -> pd.DataFrame:
+    """A table of recommendations: rank, original item id, title, probability."""
+    return pd.DataFrame({
+        "rank": np.arange(1, items.size + 1),
+        "item_id": item_ids[items],
+        "title": titles[items] if titles is not None else "",
+        "probability": probabilities.round(3),
+    })

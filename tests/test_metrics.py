@@ -1,0 +1,74 @@
+"""Metrics on hand-computed cases, ties, full ranking, and the reference scorers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ncf_lib import metrics as M
+from ncf_lib.data import EvalSet
+
+
+def test_hand_computed_ranks_hr_ndcg():
+    scores = torch.tensor([
+        [0.9, 0.1, 0.2, 0.3],  # held-out first: rank 0
+        [0.5, 0.6, 0.7, 0.1],  # two above: rank 2
+        [0.1, 0.2, 0.3, 0.4],  # last: rank 3
+    ])
+    ranks = M.rank_of_first(scores)
+    assert ranks.tolist() == [0, 2, 3]
+    assert M.hit_rate(ranks, 3) == pytest.approx(2 / 3)
+    assert M.ndcg(ranks, 3) == pytest.approx((1 + 1 / math.log2(4)) / 3)
+    assert M.sampled_metrics(scores, k=1) == {"hr": pytest.approx(1 / 3), "ndcg": pytest.approx(1 / 3)}
+
+
+def test_ties_count_against_the_held_out_item():
+    constant = torch.ones(5, 100)
+    assert M.rank_of_first(constant).tolist() == [99] * 5
+    assert M.sampled_metrics(constant, k=10) == {"hr": 0.0, "ndcg": 0.0}
+    one_tie = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    assert M.rank_of_first(one_tie).tolist() == [1]
+
+
+def test_ndcg_uses_log2():
+    assert M.ndcg(torch.tensor([0]), 10) == 1.0  # natural log would give 1.44
+    assert M.ndcg(torch.tensor([1]), 10) == pytest.approx(1 / math.log2(3))
+
+
+def test_evaluate_on_an_eval_set_matches_hand_scores():
+    eval_set = EvalSet(np.array([0, 1]), np.array([[3, 0, 1], [2, 3, 0]]))
+    fixed = torch.tensor([0.0, 1.0, 2.0, 3.0])  # item i scores i
+    scorer = lambda users, items: fixed[items]  # noqa: E731
+    # user 0: item 3 vs 0, 1 -> rank 0; user 1: item 2 vs 3, 0 -> rank 1
+    assert M.evaluate(scorer, eval_set, k=1) == {"hr": 0.5, "ndcg": 0.5}
+
+
+def test_full_ranking_excludes_training_items(small_data):
+    d = small_data
+    # A scorer that loves exactly the training items: they must not count against the test item.
+    train_love = torch.zeros(d.n_users, d.n_items)
+    train_love[torch.from_numpy(d.train_users), torch.from_numpy(d.train_items)] = 10.0
+    test_bonus = torch.zeros_like(train_love)
+    test_bonus[torch.from_numpy(d.test.users), torch.from_numpy(d.test.items)] = 5.0
+    val_love = torch.zeros_like(train_love)
+    val_love[torch.from_numpy(d.validation.users), torch.from_numpy(d.validation.items)] = 7.0
+    table = train_love + test_bonus + val_love
+    scorer = lambda users, items: table[users[:, None], items]  # noqa: E731
+    full = M.full_ranking_metrics(scorer, d, d.test, k=1, exclude=d.validation)
+    assert full == {"hr": 1.0, "ndcg": 1.0, "recall": 1.0}
+    without_exclude = M.full_ranking_metrics(scorer, d, d.test, k=1)
+    assert without_exclude["hr"] == 0.0  # the validation item outranks it when not excluded
+
+
+def test_reference_scorers(small_data):
+    d = small_data
+    pop = M.PopularityScorer.fit(d)
+    counts = np.bincount(d.train_items, minlength=d.n_items)
+    items = torch.tensor([[0, 1, 2]])
+    assert pop(torch.tensor([0]), items).tolist() == [counts[:3].tolist()]
+    random_hr = M.evaluate(M.RandomScorer(0), d.test)["hr"]
+    assert 0.02 < random_hr < 0.2  # about 10/100
+    assert M.evaluate(pop, d.test)["hr"] > random_hr + 0.1

@@ -1,0 +1,89 @@
+"""Models: shapes, interface, configuration checks, pre-training weight copy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ncf_lib.models import GMF, MLP, MODELS, ModelConfig, NeuMF, build_model
+
+N_USERS, N_ITEMS = 30, 50
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_forward_and_score_shapes(name):
+    torch.manual_seed(0)
+    model = build_model(name, N_USERS, N_ITEMS).eval()
+    users, items = torch.randint(0, N_USERS, (7,)), torch.randint(0, N_ITEMS, (7,))
+    logits = model(users, items)
+    assert logits.shape == (7,) and logits.dtype == torch.float32
+    cands = torch.randint(0, N_ITEMS, (7, 11))
+    scores = model.score(users, cands)
+    assert scores.shape == (7, 11)
+    assert torch.allclose(scores[:, 3], model(users, cands[:, 3]), atol=1e-6)
+
+
+def test_embedding_sizes_follow_the_config():
+    cfg = ModelConfig(factor_num=8, layers=(32, 16, 8))
+    assert GMF(N_USERS, N_ITEMS, cfg).user_embedding.weight.shape == (N_USERS, 8)
+    mlp = MLP(N_USERS, N_ITEMS, cfg)
+    assert mlp.item_embedding.weight.shape == (N_ITEMS, 16)  # layers[0] / 2, not factor_num
+    neumf = NeuMF(N_USERS, N_ITEMS, cfg)
+    assert neumf.output.in_features == 8 + 8
+    assert MLP(N_USERS, N_ITEMS, ModelConfig(layers=(16,))).output.in_features == 16  # depth 0
+
+
+def test_initialisation_is_small_normal():
+    torch.manual_seed(0)
+    weight = GMF(2000, 10).user_embedding.weight.detach()
+    assert abs(float(weight.std()) - 0.01) < 0.001
+
+
+def test_dropout_is_applied_in_training_only():
+    torch.manual_seed(0)
+    mlp = MLP(N_USERS, N_ITEMS, ModelConfig(dropout=0.5))
+    with torch.no_grad():
+        mlp.user_embedding.weight.normal_()
+        mlp.item_embedding.weight.normal_()
+    assert any(isinstance(m, torch.nn.Dropout) for m in mlp.tower)
+    users, items = torch.zeros(64, dtype=torch.long), torch.zeros(64, dtype=torch.long)
+    mlp.train()
+    assert mlp(users, items).std() > 1e-3  # same input, different dropout masks
+    mlp.eval()
+    out = mlp(users, items)
+    assert torch.allclose(out, out[:1].expand_as(out), atol=1e-6)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in MLP(N_USERS, N_ITEMS).tower)
+
+
+@pytest.mark.parametrize("bad", [dict(layers=(63, 8)), dict(layers=()), dict(factor_num=0),
+                                 dict(dropout=1.0)])
+def test_bad_config_is_a_clear_error(bad):
+    with pytest.raises(ValueError):
+        ModelConfig(**bad)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model 'svd'"):
+        build_model("svd", 3, 3)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.2])
+def test_pretrained_neumf_is_the_alpha_weighted_combination(alpha):
+    torch.manual_seed(1)
+    gmf, mlp = GMF(N_USERS, N_ITEMS).eval(), MLP(N_USERS, N_ITEMS).eval()
+    with torch.no_grad():  # make the output layers non-trivial, as after training
+        for m in (gmf, mlp):
+            m.output.bias.fill_(float(torch.randn(())))
+    neumf = NeuMF.from_pretrained(gmf, mlp, alpha).eval()
+    users, items = torch.randint(0, N_USERS, (40,)), torch.randint(0, N_ITEMS, (40,))
+    expected = alpha * gmf(users, items) + (1 - alpha) * mlp(users, items)
+    assert torch.allclose(neumf(users, items), expected, atol=1e-6)
+    assert torch.equal(neumf.gmf.user_embedding.weight, gmf.user_embedding.weight)
+    assert torch.equal(neumf.mlp.tower[0].weight, mlp.tower[0].weight)
+    neumf.gmf.user_embedding.weight.data.add_(1.0)  # a copy, not shared storage
+    assert not torch.equal(neumf.gmf.user_embedding.weight, gmf.user_embedding.weight)
+
+
+def test_pretrained_needs_matching_sizes():
+    with pytest.raises(ValueError, match="different users"):
+        NeuMF.from_pretrained(GMF(3, 4), MLP(3, 5))
