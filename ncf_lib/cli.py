@@ -20,7 +20,7 @@ from ncf_lib.download import DownloadError
 from ncf_lib.metrics import PopularityScorer, RandomScorer, evaluate, full_ranking_metrics
 from ncf_lib.models import MODELS, ModelConfig
 from ncf_lib.recommend import recommend, recommendation_table
-from ncf_lib.train import (FitResult, TrainConfig, fit, load_checkpoint, pretrained_neumf,
+from ncf_lib.train import (FINETUNE, FitResult, TrainConfig, fit, load_checkpoint, pretrained_neumf,
                            resolve_device, seed_everything, train_model)
 
 DATASET_HELP = (
@@ -275,9 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--mlp", metavar="CKPT", help="pre-trained MLP checkpoint")
     train.add_argument("--alpha", type=float, default=0.5,
                        help="weight of GMF in the pre-trained output layer (paper: 0.5)")
-    train.add_argument("--finetune-optimizer", choices=["adam", "sgd"], default="sgd",
+    train.add_argument("--finetune-optimizer", choices=["adam", "sgd"], default=FINETUNE["optimizer"],
                        help="optimiser of the pre-trained NeuMF (paper: sgd)")
-    train.add_argument("--finetune-lr", type=float, default=0.05,
+    train.add_argument("--finetune-lr", type=float, default=FINETUNE["lr"],
                        help="learning rate of the pre-trained NeuMF")
     train.add_argument("--out", default="checkpoints", help="checkpoint folder")
     train.add_argument("--log-dir", default="runs", help="TensorBoard folder")

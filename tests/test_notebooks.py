@@ -1,0 +1,48 @@
+"""The notebooks: every .md/.ipynb pair in sync, outputs kept out of git, common structure.
+
+Executing them is nbval's job (``make test`` runs ``pytest --nbval-lax notebooks``).
+"""
+
+from __future__ import annotations
+
+import jupytext
+import pytest
+
+from conftest import REPO
+
+NOTEBOOKS = REPO / "notebooks"
+PAIRS = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.md"))
+
+
+def test_there_are_paired_notebooks():
+    assert len(PAIRS) >= 7
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == PAIRS
+
+
+def _cells(notebook):
+    return [(c.cell_type, c.source.strip()) for c in notebook.cells]
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_pair_in_sync_and_without_outputs(name):
+    md = jupytext.read(NOTEBOOKS / f"{name}.md")
+    nb = jupytext.read(NOTEBOOKS / f"{name}.ipynb")
+    assert _cells(md) == _cells(nb), f"{name}: run `make notebooks` (jupytext --sync)"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, \
+                f"{name}: outputs are kept out of git; clear them before committing"
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_structure(name):
+    nb = jupytext.read(NOTEBOOKS / f"{name}.md")
+    first, last = nb.cells[0].source, nb.cells[-1].source
+    assert first.startswith(f"# {int(name[:2])}. "), "title first"
+    assert "colab-badge.svg" in first and "What you will learn" in first
+    setup = nb.cells[1]
+    assert setup.cell_type == "code" and 'find_spec("ncf_lib")' in setup.source
+    assert "\n## Summary\n" in f"\n{last}", "a summary at the end"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert len(cell.source.splitlines()) <= 15, f"{name}: keep code cells short"
