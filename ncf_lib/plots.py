@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 
 def plot_long_tail(ratings: pd.DataFrame, title: str = "") -> Figure:
@@ -21,6 +22,8 @@ def plot_long_tail(ratings: pd.DataFrame, title: str = "") -> Figure:
     activity = ratings["user_id"].value_counts().to_numpy()
     right.hist(activity, bins=np.logspace(np.log10(activity.min()), np.log10(activity.max()), 40))
     right.set(xscale="log", xlabel="ratings of the user", ylabel="users", title="User activity")
+    right.xaxis.set_major_formatter(ScalarFormatter())
+    right.xaxis.set_minor_formatter(NullFormatter())
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -70,7 +73,8 @@ def plot_results(results: pd.DataFrame, published: pd.DataFrame | None = None,
             ax.bar_label(bars, fmt="%.3f", fontsize=7)
         ax.set_xticks(np.arange(len(models)), models, rotation=15)
         ax.set(ylabel=f"{metric.upper()}@{k}", title=f"{metric.upper()}@{k} by model")
-        ax.legend()
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.2)  # room for the legend above the bars
+        ax.legend(loc="upper left", ncols=len(tables), fontsize=8)
     fig.tight_layout()
     return fig
 

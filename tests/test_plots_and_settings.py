@@ -1,0 +1,70 @@
+"""Plotting functions on tiny data, the notebooks' settings, the published numbers."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from ncf_lib import plots  # noqa: E402
+from ncf_lib.published import published_ml1m  # noqa: E402
+from ncf_lib.tutorial import SAMPLE_DATASET, settings  # noqa: E402
+
+
+def test_plot_long_tail(small_ratings):
+    fig = plots.plot_long_tail(small_ratings.ratings, title="tiny")
+    left, right = fig.axes
+    assert left.get_xscale() == "log" and right.get_xscale() == "log"
+    assert left.get_xlabel() and right.get_ylabel() == "users"
+    assert "top 10% of items" in left.texts[0].get_text()
+
+
+def test_plot_history_marks_the_selected_epoch():
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.5, 0.4, 0.3], "test_hr": [0.3, 0.5, 0.4]})
+    fig = plots.plot_history({"a": hist, "b": hist.assign(test_hr=hist.test_hr - 0.1)},
+                             best_epochs={"a": 2})
+    loss_ax, hr_ax = fig.axes
+    assert len(loss_ax.lines) == 2 and len(hr_ax.lines) == 3  # two curves + one marker
+    assert list(hr_ax.lines[1].get_xdata()) == [2]
+
+
+def test_plot_results_with_and_without_published():
+    ours = pd.DataFrame({"model": ["GMF", "NeuMF"], "hr": [0.6, 0.7], "ndcg": [0.3, 0.4]})
+    fig = plots.plot_results(ours)
+    assert len(fig.axes[0].patches) == 2
+    paper = pd.DataFrame({"model": ["NeuMF"], "hr": [0.71], "ndcg": [0.42]})
+    fig = plots.plot_results(ours, paper)
+    assert len(fig.axes[0].patches) == 4  # the missing GMF paper bar is NaN, not dropped
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["GMF", "NeuMF"]
+
+
+def test_plot_speed():
+    table = pd.DataFrame({"stage": ["epoch", "eval"], "seed": [120.0, 13.0], "ncf_lib": [8.0, 0.3]})
+    fig = plots.plot_speed(table)
+    assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].patches) == 4
+
+
+@pytest.mark.parametrize("value, sample", [("1", True), ("yes", True), ("0", False), ("", False)])
+def test_settings_switch_on_ncf_sample(monkeypatch, value, sample):
+    monkeypatch.setenv("NCF_SAMPLE", value)
+    monkeypatch.delenv("NCF_DATASET", raising=False)
+    s = settings(epochs=10, sample_epochs=2)
+    assert s.sample is sample
+    assert s.dataset == (SAMPLE_DATASET if sample else "ml-1m")
+    assert s.epochs == (2 if sample else 10)
+
+
+def test_settings_dataset_override(monkeypatch):
+    monkeypatch.setenv("NCF_DATASET", "/some/ml-100k")
+    assert settings().dataset == "/some/ml-100k"
+
+
+def test_published_numbers_have_sources():
+    table = published_ml1m()
+    assert {"source", "model", "hr", "ndcg", "how_checked"} <= set(table.columns)
+    assert table["hr"].between(0, 1).all() and table["how_checked"].notna().all()
+    paper = table[table["source"].str.startswith("He et al.")]
+    assert set(paper["model"]) == {"MLP", "NeuMF"}
