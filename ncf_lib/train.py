@@ -149,7 +149,6 @@ def fit(model: Recommender, data: NCFData, config: TrainConfig = TrainConfig(), 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     optimizer = make_optimizer(model, config)
-    loss_fn = nn.BCEWithLogitsLoss()
     writer = _writer(config.log_dir)
     rows: list[dict] = []
     best_epoch, best_hr, best_state, stale = 0, -1.0, None, 0
@@ -157,27 +156,14 @@ def fit(model: Recommender, data: NCFData, config: TrainConfig = TrainConfig(), 
     step = 0
     for epoch in range(1, config.epochs + 1):
         clock = time.perf_counter()
-        model.train()
         tensors = [t.to(device) for t in epoch_arrays(data, config.num_ng, rng)]
-        n_batches = -(-tensors[0].shape[0] // config.batch_size)
-        total = torch.zeros((), device=device)
-        bar = tqdm(batches(*tensors, batch_size=config.batch_size), total=n_batches,
-                   desc=f"epoch {epoch}/{config.epochs}", leave=False,
-                   disable=not config.progress, mininterval=0.5)
-        for users, items, labels in bar:
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(users, items), labels)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * labels.shape[0]
-            step += 1
-            if writer is not None and step % 100 == 0:
-                writer.add_scalar("train/loss", loss.item(), step)
+        loss_sum, step = train_epoch(model, optimizer, tensors, config, epoch=epoch, step=step,
+                                     writer=writer)
         train_seconds = time.perf_counter() - clock
 
         clock = time.perf_counter()
         model.eval()
-        row = {"epoch": epoch, "loss": float(total) / tensors[0].shape[0]}
+        row = {"epoch": epoch, "loss": loss_sum / tensors[0].shape[0]}
         for split, eval_set in (("val", data.validation), ("test", data.test)):
             if eval_set is not None:
                 metrics = evaluate(model.score, eval_set, config.top_k, device=device)
@@ -214,6 +200,33 @@ def fit(model: Recommender, data: NCFData, config: TrainConfig = TrainConfig(), 
         path = save_checkpoint(config.checkpoint, model, data, config,
                                epoch=best_epoch, metrics=best)
     return FitResult(history, best_epoch, best, model, path, time.perf_counter() - started)
+
+
+def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer,
+                tensors: list[torch.Tensor], config: TrainConfig, *, epoch: int = 1,
+                step: int = 0, writer=None) -> tuple[float, int]:
+    """One pass over an epoch's shuffled ``(users, items, labels)`` in slices.
+
+    Returns the summed loss over all rows and the global step count after the epoch; logs
+    the batch loss to ``writer`` every 100 steps.
+    """
+    model.train()
+    loss_fn = nn.BCEWithLogitsLoss()
+    total = torch.zeros((), device=tensors[0].device)
+    n_batches = -(-tensors[0].shape[0] // config.batch_size)
+    bar = tqdm(batches(*tensors, batch_size=config.batch_size), total=n_batches,
+               desc=f"epoch {epoch}/{config.epochs}", leave=False,
+               disable=not config.progress, mininterval=0.5)
+    for users, items, labels in bar:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(users, items), labels)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * labels.shape[0]
+        step += 1
+        if writer is not None and step % 100 == 0:
+            writer.add_scalar("train/loss", loss.item(), step)
+    return float(total), step
 
 
 def _writer(log_dir: str | None):
