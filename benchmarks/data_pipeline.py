@@ -22,12 +22,15 @@ from ncf_lib.data import ML1M_SHAPE, Ratings, build_dataset, epoch_arrays, find_
 from ncf_lib.data import read_ratings, sample_negatives, synthetic_ratings
 
 
+def write_dat(frame, path: Path) -> None:
+    """Write ratings as MovieLens-1M's ``UserID::MovieID::Rating::Timestamp``."""
+    frame = frame.astype({"rating": int})
+    frame.to_csv(path, sep=":", header=False, index=False)  # ':' then '::' below
+    path.write_text(path.read_text().replace(":", "::"))
+
+
 def write_ml1m_like(path: Path, seed: int) -> None:
-    frame = synthetic_ratings(*ML1M_SHAPE, seed=seed)
-    frame["rating"] = frame["rating"].astype(int)
-    frame.to_csv(path, sep=":", header=False, index=False)  # ':' then fix up to '::' below
-    text = path.read_text().replace(":", "::")
-    path.write_text(text)
+    write_dat(synthetic_ratings(*ML1M_SHAPE, seed=seed), path)
 
 
 def main() -> None:

@@ -91,3 +91,44 @@ def plot_speed(table: pd.DataFrame) -> Figure:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_study(results: pd.DataFrame, x: str, title: str, k: int = 10,
+               published: pd.DataFrame | None = None) -> Figure:
+    """HR@K and NDCG@K (means over seeds) against one setting, a line per model.
+
+    Args:
+        results: rows of :func:`ncf_lib.experiments.run_grid` restricted to the study.
+        x: the column varied (``factors``, ``num_ng``, ``depth``).
+        published: optional rows ``model, factors, hr, ndcg`` drawn as crosses (ML-1M).
+    """
+    means = results.groupby(["model", x], sort=False)[[f"hr@{k}", f"ndcg@{k}"]].mean()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, metric, short in zip(axes, (f"hr@{k}", f"ndcg@{k}"), ("hr", "ndcg")):
+        for model, part in means.groupby(level=0, sort=False):
+            line, = ax.plot(part.index.get_level_values(1), part[metric], marker="o", label=model)
+            if published is not None and x == "factors":
+                pub = published[published["model"] == model]
+                ax.plot(pub["factors"], pub[short], "x", ms=9, color=line.get_color())
+        ax.set(xlabel=x, ylabel=metric.upper(), title=f"{metric.upper()} vs {x}")
+        if x == "factors":
+            ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title + ("  (x: published, MovieLens-1M)" if published is not None else ""))
+    fig.tight_layout()
+    return fig
+
+
+def plot_hr_at_k(results: pd.DataFrame, k_max: int = 10) -> Figure:
+    """HR@K for K = 1..k_max, one line per model (means over seeds)."""
+    columns = [f"hr@{k}" for k in range(1, k_max + 1)]
+    means = results.groupby("model", sort=False)[columns].mean()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for model, row in means.iterrows():
+        ax.plot(range(1, k_max + 1), row.to_numpy(), marker=".", label=model)
+    ax.set(xlabel="K", ylabel="HR@K", title="Top-K hit ratio")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -68,3 +68,29 @@ def test_published_numbers_have_sources():
     assert table["hr"].between(0, 1).all() and table["how_checked"].notna().all()
     paper = table[table["source"].str.startswith("He et al.")]
     assert set(paper["model"]) == {"MLP", "NeuMF"}
+
+
+def _study_rows():
+    rows = []
+    for model in ("gmf", "neumf"):
+        for f in (8, 16, 32):
+            for seed in (0, 1):
+                row = {"model": model, "factors": f, "seed": seed, "ndcg@10": 0.2 + f / 1000}
+                row.update({f"hr@{k}": 0.05 * k + f / 1000 + seed / 100 for k in range(1, 11)})
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_plot_study_averages_seeds_and_marks_published():
+    published = pd.DataFrame({"model": ["neumf"], "factors": [32], "hr": [0.7], "ndcg": [0.42]})
+    fig = plots.plot_study(_study_rows(), "factors", "tiny", published=published)
+    hr_ax = fig.axes[0]
+    gmf_line = hr_ax.lines[0]
+    assert list(gmf_line.get_xdata()) == [8, 16, 32]
+    assert gmf_line.get_ydata()[0] == pytest.approx(0.5 + 0.008 + 0.005)  # mean of 2 seeds
+    assert any(list(line.get_xdata()) == [32] for line in hr_ax.lines[1:])  # the cross
+
+
+def test_plot_hr_at_k():
+    fig = plots.plot_hr_at_k(_study_rows())
+    assert len(fig.axes[0].lines) == 2 and len(fig.axes[0].lines[0].get_xdata()) == 10

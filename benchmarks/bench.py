@@ -1,0 +1,169 @@
+"""Speed of ncf_lib against the seed notebook, stage by stage, on the same data and machine.
+
+    python benchmarks/bench.py                      # generated MovieLens-1M-shaped data
+    python benchmarks/bench.py --dataset ../shared/data/ml-100k
+    python benchmarks/bench.py --full-seed          # time the seed's whole epoch (about 2 min)
+
+Each side runs in its own child process (so each peak RSS is its own), on the same
+``ratings.dat``, with the seed's hyper-parameters: NeuMF, factor 32, layers [64, 32, 16, 8],
+batch 256, 4 negatives, 100 test negatives, Adam lr 0.001. The seed's training epoch is timed
+over its first ``--seed-batches`` batches and extrapolated to the whole epoch unless
+``--full-seed`` is given. Prints a table, and writes it (with the command) and a bar chart to
+``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from data_pipeline import write_dat, write_ml1m_like  # noqa: E402
+
+STAGES = ["prepare", "epoch", "evaluate"]
+
+
+def run_seed(path: str, seed_batches: int | None, queue) -> None:
+    import seed_reference as S
+
+    torch.manual_seed(42)
+    out = {}
+    clock = time.perf_counter()
+    ratings = S.read_ratings_dat(path)
+    data = S.NCFData(ratings)
+    train_loader, test_loader = data.get_train_instance(), data.get_test_instance()
+    out["prepare"] = time.perf_counter() - clock
+    n_users, n_items = ratings["user_id"].nunique() + 1, ratings["item_id"].nunique() + 1
+    model = S.NeuMF(n_users, n_items)
+    total = len(train_loader)
+    clock = time.perf_counter()
+    ran = S.train_batches(model, train_loader, max_batches=seed_batches)
+    out["epoch"] = (time.perf_counter() - clock) * total / ran
+    out["epoch_note"] = "" if ran == total else f"extrapolated from {ran:,} of {total:,} batches"
+    out["rows"] = len(train_loader.dataset)
+    model.eval()
+    clock = time.perf_counter()
+    with torch.no_grad():
+        S.metrics(model, test_loader, 10)
+    out["evaluate"] = time.perf_counter() - clock
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(out)
+
+
+def run_ours(path: str, queue) -> None:
+    from ncf_lib.data import Ratings, build_dataset, epoch_arrays, read_ratings
+    from ncf_lib.metrics import evaluate
+    from ncf_lib.models import build_model
+    from ncf_lib.train import TrainConfig, make_optimizer, train_epoch
+
+    torch.manual_seed(42)
+    out = {}
+    clock = time.perf_counter()
+    data = build_dataset(Ratings(read_ratings(path), None, path), num_ng_test=100)
+    out["prepare"] = time.perf_counter() - clock
+    config = TrainConfig(progress=False)
+    model = build_model("neumf", data.n_users, data.n_items)
+    optimizer = make_optimizer(model, config)
+    rng = np.random.default_rng(42)
+    clock = time.perf_counter()
+    tensors = list(epoch_arrays(data, config.num_ng, rng))
+    train_epoch(model, optimizer, tensors, config)
+    out["epoch"] = time.perf_counter() - clock
+    out["epoch_note"] = ""
+    out["rows"] = tensors[0].shape[0]
+    model.eval()
+    clock = time.perf_counter()
+    evaluate(model.score, data.test, 10)
+    out["evaluate"] = time.perf_counter() - clock
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(out)
+
+
+def in_child(target, *args) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def table(seed: dict, ours: dict) -> pd.DataFrame:
+    rows = []
+    for stage in STAGES:
+        rows.append({"stage": stage, "seed": seed[stage], "ncf_lib": ours[stage],
+                     "speed-up": seed[stage] / ours[stage]})
+    frame = pd.DataFrame(rows)
+    frame["seed rows/s"] = [np.nan, seed["rows"] / seed["epoch"], np.nan]
+    frame["ncf_lib rows/s"] = [np.nan, ours["rows"] / ours["epoch"], np.nan]
+    return frame
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", help="ratings file or MovieLens folder (default: generated)")
+    parser.add_argument("--seed-batches", type=int, default=2000,
+                        help="seed batches to time before extrapolating (default 2000)")
+    parser.add_argument("--full-seed", action="store_true", help="time the seed's whole epoch")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "ratings.dat")
+        if args.dataset:  # the seed reads only '::' files: rewrite any format as one
+            from ncf_lib.data import find_ratings_file, read_ratings
+            write_dat(read_ratings(find_ratings_file(args.dataset)), Path(path))
+        else:
+            write_ml1m_like(Path(path), seed=0)
+        print(f"data: {path}", flush=True)
+        ours = in_child(run_ours, path)
+        print("ncf_lib done", flush=True)
+        seed = in_child(run_seed, path, None if args.full_seed else args.seed_batches)
+        print("seed done", flush=True)
+
+    frame = table(seed, ours)
+    rss = pd.DataFrame([{"stage": "peak RSS (MiB)", "seed": seed["peak_rss_mib"],
+                         "ncf_lib": ours["peak_rss_mib"],
+                         "speed-up": seed["peak_rss_mib"] / ours["peak_rss_mib"]}])
+    shown = pd.concat([frame, rss], ignore_index=True)
+    text = markdown_table(shown)
+    note = seed["epoch_note"]
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    command = "python benchmarks/bench.py " + " ".join(sys.argv[1:])
+    print(text)
+    print(f"epoch rows: seed {seed['rows']:,}, ncf_lib {ours['rows']:,}; seed epoch {note or 'timed in full'}")
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = "bench-" + (Path(args.dataset).name if args.dataset else "ml1m-shaped")
+    (out / f"{name}.md").write_text(
+        f"# {name}\n\nCommand: `{command}`\n\nMachine: {machine}\n\n{text}\n\n"
+        f"Seed epoch: {note or 'timed in full'}. Seconds, lower is better; speed-up = seed / ncf_lib.\n")
+    from ncf_lib.plots import plot_speed
+    plot_speed(frame[["stage", "seed", "ncf_lib"]]).savefig(out / f"{name}.png", dpi=120)
+    print(f"wrote {out / name}.md and .png")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table, numbers with 3 significant digits, blanks for NaN."""
+    cell = lambda v: "" if isinstance(v, float) and np.isnan(v) else (  # noqa: E731
+        f"{v:,.3g}" if isinstance(v, float) else str(v))
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""Reproduce the paper's table and studies, with baselines and honest metrics.
+
+A run is one :class:`RunSpec` (model, predictive factors, seed, epochs, negatives, MLP
+depth); :func:`run_grid` trains every spec not yet in the results CSV, appending one row per
+finished run (so an interrupted grid resumes where it stopped), and
+:func:`summary` turns the rows into means and standard deviations over seeds.
+
+Models: ``itempop`` (popularity, no training), ``mf`` (matrix factorisation with biases and
+L2, Rendle et al. 2020, its L2 weight tuned on the validation items), ``gmf``, ``mlp``,
+``neumf`` and ``neumf-pre`` (NeuMF initialised from the GMF and MLP of the same factors and
+seed, then fine-tuned as in the paper).
+
+Every number is taken at the epoch chosen on validation. Each row holds the sampled metrics
+(1 held-out + 99 negatives), the full-ranking ones (all items the user did not train on),
+and HR@1..10, so the studies' plots need no re-training.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ncf_lib.data import NCFData
+from ncf_lib.metrics import (PopularityScorer, Scorer, full_ranking_metrics, hit_rate, ndcg,
+                             rank_of_first, score_candidates)
+from ncf_lib.models import ModelConfig
+from ncf_lib.train import FINETUNE, FitResult, TrainConfig, fit, pretrained_neumf, train_model
+
+MODEL_NAMES = ("itempop", "mf", "gmf", "mlp", "neumf", "neumf-pre")
+#: L2 weights tried for MF; the one with the best validation HR@10 is kept.
+MF_L2_GRID = (0.0, 1e-5, 1e-4, 1e-3)
+K = 10
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the grid.
+
+    Attributes:
+        model: one of :data:`MODEL_NAMES`.
+        factors: predictive factors: the width of GMF/MF embeddings and of the MLP's last
+            layer. The tower halves layer by layer as in the paper's code: with ``depth``
+            hidden layers it is ``[f * 2**depth, ..., 2f, f]``, the first entry being the
+            concatenated embeddings (depth 3: ``[8f, 4f, 2f, f]``, which for f = 8 is the
+            seed's ``[64, 32, 16, 8]`` and for f = 32 guoyang9/NCF's tower).
+        seed: seeds the model and the negatives (the split is fixed by the dataset's seed).
+        epochs: training epochs (each stage of ``neumf-pre``).
+        num_ng: training negatives per positive.
+        depth: hidden layers of the MLP tower.
+        study: which study the run belongs to (``main``, ``factors``, ``negatives``, ``depth``).
+    """
+
+    model: str
+    factors: int = 32
+    seed: int = 0
+    epochs: int = 20
+    num_ng: int = 4
+    depth: int = 3
+    study: str = "main"
+
+    @property
+    def key(self) -> str:
+        return (f"{self.study}|{self.model}|f{self.factors}|s{self.seed}|e{self.epochs}"
+                f"|ng{self.num_ng}|d{self.depth}")
+
+    def model_config(self) -> ModelConfig:
+        f, d = self.factors, self.depth
+        return ModelConfig(factor_num=f, layers=tuple(f * 2 ** (d - i) for i in range(d + 1)))
+
+    def train_config(self, **changes) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, seed=self.seed, num_ng=self.num_ng,
+                           progress=False, **changes)
+
+
+def paper_grid(seeds: Iterable[int] = (0, 1, 2), epochs: int = 20, study_epochs: int = 10,
+               factors: Iterable[int] = (8, 16, 32, 64),
+               negatives: Iterable[int] = (1, 2, 4, 6, 8, 10),
+               depths: Iterable[int] = (0, 1, 2, 3, 4)) -> list[RunSpec]:
+    """The runs behind the results table and the paper's studies.
+
+    * main: every model at 32 factors, each seed, ``epochs`` epochs;
+    * factors: every model at each other factor count, first seed;
+    * negatives: NeuMF with 1..10 training negatives, first seed, ``study_epochs``;
+    * depth: MLP with 0..4 hidden layers, first seed, ``study_epochs``.
+    """
+    seeds = list(seeds)
+    specs = [RunSpec(m, 32, s, epochs) for s in seeds for m in MODEL_NAMES]
+    specs += [RunSpec(m, f, seeds[0], epochs, study="factors")
+              for f in factors if f != 32 for m in MODEL_NAMES]
+    specs += [RunSpec("neumf", 32, seeds[0], study_epochs, num_ng=n, study="negatives")
+              for n in negatives]
+    specs += [RunSpec("mlp", 32, seeds[0], study_epochs, depth=d, study="depth") for d in depths]
+    return specs
+
+
+def estimate_seconds(specs: Iterable[RunSpec], data: NCFData, seconds_per_million_rows: float
+                     ) -> float:
+    """Rough time of a grid: training rows times a measured speed (evaluation ignored)."""
+    total = 0.0
+    for spec in specs:
+        if spec.model == "itempop":
+            continue
+        stages = 3 if spec.model == "neumf-pre" else len(MF_L2_GRID) if spec.model == "mf" else 1
+        rows = data.n_train * (1 + spec.num_ng) * spec.epochs * stages
+        total += rows / 1e6 * seconds_per_million_rows
+    return total
+
+
+# --------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------
+
+
+def _metrics_row(scorer: Scorer, data: NCFData) -> dict[str, float]:
+    ranks = rank_of_first(score_candidates(scorer, data.test))
+    row = {f"hr@{k}": hit_rate(ranks, k) for k in range(1, K + 1)}
+    row["ndcg@10"] = ndcg(ranks, K)
+    full = full_ranking_metrics(scorer, data, data.test, K, exclude=data.validation)
+    row.update({"full_hr@10": full["hr"], "full_ndcg@10": full["ndcg"],
+                "full_recall@10": full["recall"]})
+    return row
+
+
+def run_one(spec: RunSpec, data: NCFData, *, parts: dict | None = None) -> tuple[dict, FitResult | None]:
+    """Train and evaluate one spec. Returns its CSV row and the fit (``None`` for ItemPop).
+
+    ``parts`` caches trained GMF and MLP models by ``(factors, seed, epochs)`` so that
+    ``neumf-pre`` reuses the runs of the same grid instead of training them again.
+    """
+    clock = time.perf_counter()
+    parts = {} if parts is None else parts
+    model_config = spec.model_config()
+    params = ""
+    if spec.model == "itempop":
+        scorer, result, epoch = PopularityScorer.fit(data), None, 0
+    elif spec.model == "mf":
+        tried = {l2: train_model("mf", data, spec.train_config(l2=l2), model_config)
+                 for l2 in MF_L2_GRID}
+        best_l2 = max(tried, key=lambda l2: tried[l2].best["val_hr"])
+        result, params = tried[best_l2], f"l2={best_l2:g}"
+    elif spec.model == "neumf-pre":
+        gmf, mlp = (_part(name, spec, data, parts) for name in ("gmf", "mlp"))
+        torch.manual_seed(spec.seed)
+        result = fit(pretrained_neumf(gmf, mlp), data, spec.train_config(**FINETUNE))
+        params = f"{FINETUNE['optimizer']} lr={FINETUNE['lr']:g}"
+    else:
+        result = train_model(spec.model, data, spec.train_config(), model_config)
+        if spec.model in ("gmf", "mlp"):
+            parts[(spec.model, spec.factors, spec.seed, spec.epochs)] = result.model
+    if result is not None:
+        scorer, epoch = result.model.eval().score, result.best_epoch
+    row = {"key": spec.key, **asdict(spec), "params": params, "epoch": epoch,
+           "val_hr@10": np.nan if result is None else result.best["val_hr"],
+           **_metrics_row(scorer, data), "seconds": time.perf_counter() - clock}
+    return row, result
+
+
+def _part(name: str, spec: RunSpec, data: NCFData, parts: dict):
+    key = (name, spec.factors, spec.seed, spec.epochs)
+    if key not in parts:
+        parts[key] = train_model(name, data, replace(spec, model=name).train_config(),
+                                 spec.model_config()).model
+    return parts[key]
+
+
+# --------------------------------------------------------------------------------------
+# The grid, with resume
+# --------------------------------------------------------------------------------------
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """The results CSV, or an empty frame when it does not exist yet."""
+    path = Path(path)
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["key"])
+
+
+def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _append(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    return rows if frame.empty else pd.concat([frame, rows], ignore_index=True)
+
+
+def run_grid(specs: Iterable[RunSpec], data: NCFData, csv_path: str | Path, *,
+             history_path: str | Path | None = None,
+             on_row: Callable[[dict], None] | None = None) -> pd.DataFrame:
+    """Run every spec whose key is not in ``csv_path`` yet; append each row as it finishes.
+
+    Per-epoch histories (loss, HR) go to ``history_path`` when given. Returns all rows.
+    """
+    csv_path = Path(csv_path)
+    done = read_results(csv_path)
+    finished = set(done["key"])
+    histories = read_results(history_path) if history_path else None
+    parts: dict = {}
+    for spec in specs:
+        if spec.key in finished:
+            continue
+        row, result = run_one(spec, data, parts=parts)
+        done = _append(done, pd.DataFrame([row]))
+        _write_atomic(done, csv_path)
+        finished.add(spec.key)
+        if history_path and result is not None:
+            histories = _append(histories, result.history.assign(key=spec.key))
+            _write_atomic(histories, Path(history_path))
+        if on_row is not None:
+            on_row(row)
+    return done
+
+
+def summary(results: pd.DataFrame, study: str = "main",
+            metrics: tuple[str, ...] = ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10")
+            ) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of each model in one study."""
+    rows = results[results["study"] == study]
+    grouped = rows.groupby(["model", "factors"], sort=False)
+    table = grouped[list(metrics)].agg(["mean", "std"])
+    table.columns = [f"{m} {stat}" for m, stat in table.columns]
+    table["runs"] = grouped.size()
+    order = {name: i for i, name in enumerate(MODEL_NAMES)}
+    return table.reset_index().sort_values(["factors", "model"], key=lambda c: c.map(order)
+                                          if c.name == "model" else c, ignore_index=True)
+
+
+def markdown_summary(table: pd.DataFrame) -> str:
+    """``summary`` as a markdown table of ``mean ± std`` cells."""
+    metrics = [c[: -len(" mean")] for c in table.columns if c.endswith(" mean")]
+    lines = ["| model | factors | " + " | ".join(metrics) + " | runs |",
+             "|---|---|" + "---|" * len(metrics) + "---|"]
+    for _, row in table.iterrows():
+        cells = []
+        for m in metrics:
+            std = row[f"{m} std"]
+            cells.append(f"{row[f'{m} mean']:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}"))
+        lines.append(f"| {row['model']} | {row['factors']} | " + " | ".join(cells)
+                     + f" | {row['runs']} |")
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""The experiment runner (resume, CSV schema, summary), MF and ItemPop."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from ncf_lib import experiments as E
+from ncf_lib.models import MF, ModelConfig
+from ncf_lib.train import TrainConfig, train_model
+
+COLUMNS = {"key", "model", "factors", "seed", "epochs", "num_ng", "depth", "study", "params",
+           "epoch", "val_hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "full_recall@10",
+           "seconds", *[f"hr@{k}" for k in range(1, 11)]}
+
+
+def test_mf_is_a_biased_dot_product():
+    torch.manual_seed(0)
+    mf = MF(5, 7, ModelConfig(factor_num=4))
+    with torch.no_grad():
+        mf.user_bias.weight.fill_(0.5)
+        mf.item_bias.weight.fill_(-0.25)
+        mf.bias.fill_(1.0)
+    users, items = torch.tensor([0, 4]), torch.tensor([6, 1])
+    dot = (mf.user_embedding(users) * mf.item_embedding(items)).sum(-1)
+    assert torch.allclose(mf(users, items), 1.25 + dot)
+    penalty = mf.l2_penalty(users, items)
+    expected = (mf.user_embedding(users).pow(2).sum() + mf.item_embedding(items).pow(2).sum()
+                + 2 * 0.25 + 2 * 0.0625)
+    assert torch.allclose(penalty, expected)
+
+
+def test_l2_shrinks_mf_embeddings(small_data):
+    plain = train_model("mf", small_data, TrainConfig(epochs=2, lr=0.01, progress=False))
+    shrunk = train_model("mf", small_data, TrainConfig(epochs=2, lr=0.01, l2=0.1, progress=False))
+    assert shrunk.model.user_embedding.weight.norm() < 0.8 * plain.model.user_embedding.weight.norm()
+
+
+def test_paper_tower_follows_the_factors():
+    assert E.RunSpec("mlp", factors=8).model_config().layers == (64, 32, 16, 8)  # the seed's
+    assert E.RunSpec("mlp", factors=32).model_config().layers == (256, 128, 64, 32)
+    assert E.RunSpec("mlp", factors=8, depth=1).model_config().layers == (16, 8)
+    assert E.RunSpec("mlp", factors=8, depth=0).model_config().layers == (8,)
+
+
+def test_paper_grid_has_every_study():
+    specs = E.paper_grid(seeds=(0, 1, 2))
+    studies = pd.Series([s.study for s in specs]).value_counts().to_dict()
+    assert studies == {"main": 18, "factors": 18, "negatives": 6, "depth": 5}
+    assert len({s.key for s in specs}) == len(specs)
+
+
+@pytest.fixture
+def tiny_grid(monkeypatch):
+    monkeypatch.setattr(E, "MF_L2_GRID", (0.0, 1e-3))
+    return [E.RunSpec(m, factors=8, seed=0, epochs=1) for m in E.MODEL_NAMES]
+
+
+def test_run_grid_writes_rows_and_resumes(small_data, tmp_path, tiny_grid):
+    csv, hist = tmp_path / "results.csv", tmp_path / "history.csv"
+    seen = []
+    first = E.run_grid(tiny_grid[:3], small_data, csv, history_path=hist, on_row=seen.append)
+    assert len(first) == 3 and len(seen) == 3
+    assert set(pd.read_csv(csv).columns) == COLUMNS
+    assert pd.read_csv(hist)["key"].nunique() == 2  # itempop has no history
+    seen.clear()
+    everything = E.run_grid(tiny_grid, small_data, csv, history_path=hist, on_row=seen.append)
+    assert [row["model"] for row in seen] == ["mlp", "neumf", "neumf-pre"]  # only the new ones
+    assert len(everything) == len(pd.read_csv(csv)) == 6
+    pre = everything.set_index("model").loc["neumf-pre"]
+    assert pre["params"].startswith("sgd")
+    mf = everything.set_index("model").loc["mf"]
+    assert mf["params"] in ("l2=0", "l2=0.001")
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".part"] == []
+
+
+def test_itempop_row_matches_the_popularity_scorer(small_data, tmp_path):
+    from ncf_lib.metrics import PopularityScorer, evaluate
+    row, result = E.run_one(E.RunSpec("itempop"), small_data)
+    assert result is None and row["epoch"] == 0
+    assert row["hr@10"] == pytest.approx(evaluate(PopularityScorer.fit(small_data), small_data.test)["hr"])
+    assert row["full_hr@10"] == row["full_recall@10"]
+    assert all(row[f"hr@{k}"] <= row[f"hr@{k + 1}"] for k in range(1, 10))
+
+
+def test_summary_means_and_markdown():
+    rows = pd.DataFrame({"model": ["gmf", "gmf", "itempop"], "factors": [32, 32, 32],
+                         "study": "main", "hr@10": [0.6, 0.7, 0.4], "ndcg@10": [0.3, 0.4, 0.2],
+                         "full_hr@10": 0.1, "full_ndcg@10": 0.05})
+    table = E.summary(rows)
+    assert list(table["model"]) == ["itempop", "gmf"]
+    assert table.loc[1, "hr@10 mean"] == pytest.approx(0.65)
+    text = E.markdown_summary(table)
+    assert "| gmf | 32 | 0.650 ± 0.071 |" in text and "| itempop | 32 | 0.400 |" in text
+
+
+def test_estimate_seconds_counts_stages(small_data):
+    one = E.estimate_seconds([E.RunSpec("gmf", epochs=1)], small_data, 1.0)
+    assert one == pytest.approx(small_data.n_train * 5 / 1e6)
+    assert E.estimate_seconds([E.RunSpec("neumf-pre", epochs=1)], small_data, 1.0) == pytest.approx(3 * one)
+    assert E.estimate_seconds([E.RunSpec("itempop")], small_data, 1.0) == 0
