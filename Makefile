@@ -10,7 +10,7 @@ MODEL   ?= neumf
 EPOCHS  ?= 10
 ARGS    ?=
 
-.PHONY: install test train info tensorboard lab notebooks bench clean
+.PHONY: install test train info reproduce tensorboard lab notebooks bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ test: $(STAMP)
 
 train: $(STAMP)
 	$(BIN)/python -m ncf_lib train --model $(MODEL) --dataset $(DATASET) --epochs $(EPOCHS) $(ARGS)
+
+# The paper's table and studies (prints its estimated time first; resumes when interrupted).
+reproduce: $(STAMP)
+	$(BIN)/python -m ncf_lib reproduce --dataset $(DATASET) $(ARGS)
 
 info: $(STAMP)
 	$(BIN)/python -m ncf_lib info --dataset $(DATASET) $(ARGS)

@@ -207,6 +207,42 @@ def cmd_recommend(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# reproduce
+# --------------------------------------------------------------------------------------
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from ncf_lib import experiments as E
+
+    data = build_dataset(load_ratings(args.dataset, args.data_dir), seed=42)
+    out = Path(args.out or Path("results") / _slug(args.dataset))
+    specs = E.paper_grid(args.seeds, args.epochs, args.study_epochs, args.factors)
+    if args.only_main:
+        specs = [s for s in specs if s.study == "main"]
+    done = set(E.read_results(out / "results.csv")["key"])
+    todo = [s for s in specs if s.key not in done]
+    speed = E.seconds_per_million_rows(data)
+    minutes = E.estimate_seconds(todo, data, speed) / 60
+    print(f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items")
+    print(f"{len(todo)} runs to do ({len(specs) - len(todo)} already in {out}/results.csv); "
+          f"estimated {minutes:.0f} min of training on this machine", flush=True)
+
+    def show(row: dict) -> None:
+        print(f"{row['study']:<9} {row['model']:<9} f={row['factors']:<3} seed={row['seed']} "
+              f"ng={row['num_ng']} depth={row['depth']}  HR@10 {row['hr@10']:.3f} "
+              f"NDCG@10 {row['ndcg@10']:.3f}  full HR@10 {row['full_hr@10']:.3f}  "
+              f"epoch {row['epoch']}  {row['seconds']:.0f} s", flush=True)
+
+    results = E.run_grid(todo, data, out / "results.csv", history_path=out / "history.csv",
+                         on_row=show)
+    results = results[results["key"].isin({s.key for s in specs})]
+    histories = E.read_results(out / "history.csv")
+    report = E.write_report(results, histories, out, data.name)
+    print(E.markdown_summary(E.summary(results)))
+    print(f"report: {report}")
+
+
+# --------------------------------------------------------------------------------------
 # parser
 # --------------------------------------------------------------------------------------
 
@@ -299,6 +335,22 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("-k", type=int, default=10, help="how many movies")
     _data_arguments(rec, dataset_default=None)
     rec.set_defaults(run=cmd_recommend)
+
+    rep = commands.add_parser(
+        "reproduce", help="the paper's results table and studies, with MF and ItemPop",
+        description="Train every model of the paper's table (ItemPop, MF, GMF, MLP, NeuMF, "
+                    "NeuMF with pre-training) over several seeds, plus the studies (factors, "
+                    "negatives, depth). Resumes from OUT/results.csv; writes OUT/summary.md "
+                    "and plots.")
+    _data_arguments(rep, dataset_default="ml-1m")
+    rep.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    rep.add_argument("--epochs", type=int, default=20, help="epochs of the main runs")
+    rep.add_argument("--study-epochs", type=int, default=10,
+                     help="epochs of the negatives and depth studies")
+    rep.add_argument("--factors", type=int, nargs="+", default=[8, 16, 32, 64])
+    rep.add_argument("--only-main", action="store_true", help="skip the studies")
+    rep.add_argument("--out", default=None, help="results folder (default results/DATASET)")
+    rep.set_defaults(run=cmd_reproduce)
     return parser
 
 

@@ -251,3 +251,68 @@ def markdown_summary(table: pd.DataFrame) -> str:
         lines.append(f"| {row['model']} | {row['factors']} | " + " | ".join(cells)
                      + f" | {row['runs']} |")
     return "\n".join(lines)
+
+
+def seconds_per_million_rows(data: NCFData, batches: int = 200, batch_size: int = 256) -> float:
+    """Measure NeuMF training speed here (for :func:`estimate_seconds`)."""
+    from ncf_lib.data import epoch_arrays
+    from ncf_lib.models import build_model
+    from ncf_lib.train import make_optimizer, train_epoch
+
+    config = TrainConfig(progress=False, batch_size=batch_size)
+    model = build_model("neumf", data.n_users, data.n_items)
+    tensors = [t[: batches * batch_size] for t in epoch_arrays(data, 4, np.random.default_rng(0))]
+    clock = time.perf_counter()
+    train_epoch(model, make_optimizer(model, config), tensors, config)
+    return (time.perf_counter() - clock) / tensors[0].shape[0] * 1e6
+
+
+def write_report(results: pd.DataFrame, histories: pd.DataFrame, out: str | Path,
+                 dataset: str) -> Path:
+    """``summary.md`` (tables: ours, mean ± std over seeds, and published ML-1M numbers)
+    and the studies' plots as PNG files in ``out``."""
+    import matplotlib.pyplot as plt
+
+    from ncf_lib.plots import plot_hr_at_k, plot_study
+    from ncf_lib.published import published_ml1m
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    published = published_ml1m()
+    paper = published[published["source"].str.startswith("He et al.")].assign(
+        model=lambda t: np.where(t["pretrained"] == "yes", "neumf-pre", t["model"].str.lower()))
+    main = results[results["study"] == "main"]
+    figures = {"hr_at_k": plot_hr_at_k(main)}
+    if (results["study"] == "factors").any():
+        rows = results[results["study"].isin(["main", "factors"])]
+        figures["factors"] = plot_study(rows[rows["seed"] == rows["seed"].min()], "factors",
+                                        f"Predictive factors ({dataset})", published=paper)
+    for study, x in (("negatives", "num_ng"), ("depth", "depth")):
+        rows = results[results["study"] == study]
+        if len(rows):
+            figures[study] = plot_study(rows, x, f"{study.capitalize()} ({dataset})")
+    if len(histories):
+        from ncf_lib.plots import plot_history
+
+        first = main[main["seed"] == main["seed"].min()]
+        runs = {row.model: histories[histories["key"] == row.key] for row in first.itertuples()
+                if (histories["key"] == row.key).any()}
+        figures["curves"] = plot_history(runs, best_epochs={r.model: r.epoch for r in first.itertuples()})
+    for name, fig in figures.items():
+        fig.savefig(out / f"{name}.png", dpi=110)
+        plt.close(fig)
+    lines = [f"# Results on {dataset}", "",
+             "Test metrics at the epoch chosen on validation; mean ± std over seeds. "
+             "`hr@10`/`ndcg@10`: the held-out item among 100 candidates (the paper's "
+             "protocol); `full_*`: among all items the user did not train on.", "",
+             markdown_summary(summary(results)), "",
+             "## Published (MovieLens-1M, best epoch picked on test)", "",
+             "| source | model | factors | pre-trained | HR@10 | NDCG@10 | checked |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.source} | {r.model} | {'' if pd.isna(r.factors) else int(r.factors)} | "
+              f"{'' if pd.isna(r.pretrained) else r.pretrained} | {r.hr:.3f} | {r.ndcg:.3f} | "
+              f"{r.how_checked} |" for r in published.itertuples()]
+    lines += ["", *[f"![{name}]({name}.png)" for name in figures]]
+    path = out / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
