@@ -101,7 +101,7 @@ def _stage(name: str, data: NCFData, args: argparse.Namespace, model_config: Mod
           f"selecting on {config.select_on} ==", flush=True)
     on_epoch = lambda row: _print_epoch(row, config.top_k)  # noqa: E731
     if model is None:
-        return train_model(name.split("-")[0], data, config, model_config, on_epoch=on_epoch)
+        return train_model(name, data, config, model_config, on_epoch=on_epoch)
     return fit(model, data, config, on_epoch=on_epoch)
 
 

@@ -85,7 +85,7 @@ def _by_hand(url: str, dest: Path) -> str:
     return (
         f"To place it by hand, download {url} in a browser and save it as {dest} "
         f"(or set {DATA_DIR_ENV} to the folder that holds it), or run offline with "
-        "--dataset synthetic."
+        "--dataset synthetic (make train DATASET=synthetic)."
     )
 
 

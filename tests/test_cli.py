@@ -138,3 +138,18 @@ def test_unknown_model_is_rejected_by_argparse(capsys):
         main(TRAIN + ["--model", "svd"])
     assert exit_.value.code == 2
     assert "invalid choice: 'svd'" in capsys.readouterr().err
+
+
+def test_reproduce_writes_a_report_and_resumes(tmp_path, capsys, monkeypatch):
+    from ncf_lib import experiments
+    monkeypatch.setattr(experiments, "MF_L2_GRID", (0.0,))
+    argv = ["reproduce", "--dataset", SAMPLE, "--seeds", "0", "--epochs", "1", "--only-main",
+            "--out", str(tmp_path / "rep")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "6 runs to do" in out and "estimated" in out and "| neumf-pre | 32 |" in out
+    report = (tmp_path / "rep" / "summary.md").read_text()
+    assert "## Published" in report and "![hr_at_k](hr_at_k.png)" in report
+    assert (tmp_path / "rep" / "curves.png").is_file()
+    assert main(argv) == 0
+    assert "0 runs to do (6 already in" in capsys.readouterr().out
