@@ -214,7 +214,7 @@ def cmd_recommend(args: argparse.Namespace) -> None:
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from ncf_lib import experiments as E
 
-    data = build_dataset(load_ratings(args.dataset, args.data_dir), seed=42)
+    data, full = E.build_splits(load_ratings(args.dataset, args.data_dir), seed=42)
     out = Path(args.out or Path("results") / _slug(args.dataset))
     specs = E.paper_grid(args.seeds, args.epochs, args.study_epochs, args.factors)
     if args.only_main:
@@ -233,8 +233,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
               f"NDCG@10 {row['ndcg@10']:.3f}  full HR@10 {row['full_hr@10']:.3f}  "
               f"epoch {row['epoch']}  {row['seconds']:.0f} s", flush=True)
 
-    results = E.run_grid(todo, data, out / "results.csv", history_path=out / "history.csv",
-                         on_row=show)
+    results = E.run_grid(todo, data, out / "results.csv", full=full,
+                         history_path=out / "history.csv", on_row=show)
     results = results[results["key"].isin({s.key for s in specs})]
     histories = E.read_results(out / "history.csv")
     report = E.write_report(results, histories, out, data.name)

@@ -48,7 +48,9 @@ class TrainConfig:
         num_ng: sampled negatives per positive, re-drawn every epoch.
         top_k: K of HR@K and NDCG@K.
         seed: seeds negatives, shuffling, dropout (and the model when the CLI builds it).
-        select_on: ``validation`` (default) or ``test``: which held-out items choose the epoch.
+        select_on: ``validation`` (default) or ``test``: which held-out items choose the
+            epoch; ``last`` keeps the final epoch (to re-train for an epoch count chosen
+            earlier on validation).
         patience: stop after this many epochs without a better selection HR (``None``: never).
         log_dir: TensorBoard folder for this run (``None``: no logging).
         checkpoint: where to save the best epoch's model (``None``: keep it in memory only).
@@ -76,7 +78,7 @@ class TrainConfig:
             "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
             "num_ng": self.num_ng >= 0, "top_k": self.top_k >= 1, "l2": self.l2 >= 0,
             "optimizer": self.optimizer in ("adam", "sgd"),
-            "select_on": self.select_on in ("validation", "test"),
+            "select_on": self.select_on in ("validation", "test", "last"),
             "patience": self.patience is None or self.patience >= 1,
             "device": self.device in ("auto", "cpu", "cuda"),
         }
@@ -180,7 +182,8 @@ def fit(model: Recommender, data: NCFData, config: TrainConfig = TrainConfig(), 
         if on_epoch is not None:
             on_epoch(row)
 
-        selection = row["val_hr" if config.select_on == "validation" else "test_hr"]
+        selection = {"validation": row.get("val_hr"), "test": row["test_hr"],
+                     "last": epoch}[config.select_on]
         if selection > best_hr:
             best_epoch, best_hr, stale = epoch, selection, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -10,8 +10,8 @@ from ncf_lib import experiments as E
 from ncf_lib.models import MF, ModelConfig
 from ncf_lib.train import TrainConfig, train_model
 
-COLUMNS = {"key", "model", "factors", "seed", "epochs", "num_ng", "depth", "study", "params",
-           "epoch", "val_hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "full_recall@10",
+COLUMNS = {"key", "model", "factors", "seed", "epochs", "num_ng", "depth", "study", "refit",
+           "params", "epoch", "val_hr@10", "selected_hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "full_recall@10",
            "seconds", *[f"hr@{k}" for k in range(1, 11)]}
 
 
@@ -48,24 +48,51 @@ def test_paper_grid_has_every_study():
     specs = E.paper_grid(seeds=(0, 1, 2))
     studies = pd.Series([s.study for s in specs]).value_counts().to_dict()
     assert studies == {"main": 18, "factors": 18, "negatives": 6, "depth": 5}
+    assert all(s.refit == (s.study == "main") for s in specs)
     assert len({s.key for s in specs}) == len(specs)
 
 
 @pytest.fixture
 def tiny_grid(monkeypatch):
     monkeypatch.setattr(E, "MF_L2_GRID", (0.0, 1e-3))
-    return [E.RunSpec(m, factors=8, seed=0, epochs=1) for m in E.MODEL_NAMES]
+    return [E.RunSpec(m, factors=8, seed=0, epochs=2, refit=True) for m in E.MODEL_NAMES]
 
 
-def test_run_grid_writes_rows_and_resumes(small_data, tmp_path, tiny_grid):
+@pytest.fixture(scope="module")
+def splits(small_ratings):
+    return E.build_splits(small_ratings, seed=7)
+
+
+def test_splits_share_test_items_and_candidates(splits):
+    data, full = splits
+    assert data.validation is not None and full.validation is None
+    assert full.n_train == data.n_train + data.validation.users.size
+    assert full.is_train_positive(data.validation.users, data.validation.items).all()
+
+
+def test_refit_trains_on_validation_items_for_the_chosen_epochs(splits):
+    data, full = splits
+    row, result = E.run_one(E.RunSpec("gmf", factors=8, epochs=3, refit=True), data, full)
+    assert row["epoch"] == result.best_epoch
+    assert row["selected_hr@10"] == result.best["test_hr"]
+    no_refit, _ = E.run_one(E.RunSpec("gmf", factors=8, epochs=3), data)
+    assert no_refit["hr@10"] == no_refit["selected_hr@10"]
+    with pytest.raises(ValueError, match="refit needs"):
+        E.run_one(E.RunSpec("gmf", refit=True), data)
+
+
+def test_run_grid_writes_rows_and_resumes(splits, tmp_path, tiny_grid):
+    small_data, full = splits
     csv, hist = tmp_path / "results.csv", tmp_path / "history.csv"
     seen = []
-    first = E.run_grid(tiny_grid[:3], small_data, csv, history_path=hist, on_row=seen.append)
+    first = E.run_grid(tiny_grid[:3], small_data, csv, full=full, history_path=hist,
+                       on_row=seen.append)
     assert len(first) == 3 and len(seen) == 3
     assert set(pd.read_csv(csv).columns) == COLUMNS
     assert pd.read_csv(hist)["key"].nunique() == 2  # itempop has no history
     seen.clear()
-    everything = E.run_grid(tiny_grid, small_data, csv, history_path=hist, on_row=seen.append)
+    everything = E.run_grid(tiny_grid, small_data, csv, full=full, history_path=hist,
+                            on_row=seen.append)
     assert [row["model"] for row in seen] == ["mlp", "neumf", "neumf-pre"]  # only the new ones
     assert len(everything) == len(pd.read_csv(csv)) == 6
     pre = everything.set_index("model").loc["neumf-pre"]
