@@ -363,9 +363,11 @@ def write_report(results: pd.DataFrame, histories: pd.DataFrame, out: str | Path
         fig.savefig(out / f"{name}.png", dpi=110)
         plt.close(fig)
     lines = [f"# Results on {dataset}", "",
-             "Test metrics at the epoch chosen on validation; mean ± std over seeds. "
-             "`hr@10`/`ndcg@10`: the held-out item among 100 candidates (the paper's "
-             "protocol); `full_*`: among all items the user did not train on.", "",
+             "Test metrics, mean ± std over seeds. Epochs (and MF's L2 weight) are chosen on "
+             "the validation items; the main table's models are then re-trained on training "
+             "+ validation data for that many epochs. `hr@10`/`ndcg@10`: the held-out item "
+             "among 100 candidates (the paper's protocol); `full_*`: among all items the "
+             "user did not train on.", "",
              markdown_summary(summary(results)), "",
              "## Published (MovieLens-1M, best epoch picked on test)", "",
              "| source | model | factors | pre-trained | HR@10 | NDCG@10 | checked |",
