@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 #: Environment variable that overrides the default cache folder.
 DATA_DIR_ENV = "NCF_DATA_DIR"

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
 
 def plot_long_tail(ratings: pd.DataFrame, title: str = "") -> Figure:
@@ -47,6 +47,7 @@ def plot_history(histories: dict[str, pd.DataFrame], k: int = 10,
     hr_ax.set(xlabel="epoch", ylabel=f"test HR@{k}",
               title=f"Test HR@{k} (circle: epoch chosen on validation)")
     for ax in (loss_ax, hr_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ncf_lib.data import NCFData, batches, epoch_arrays
 from ncf_lib.metrics import evaluate
