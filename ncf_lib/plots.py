@@ -107,6 +107,7 @@ def plot_study(results: pd.DataFrame, x: str, title: str, k: int = 10,
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, metric, short in zip(axes, (f"hr@{k}", f"ndcg@{k}"), ("hr", "ndcg")):
         for model, part in means.groupby(level=0, sort=False):
+            part = part.sort_index(level=1)
             line, = ax.plot(part.index.get_level_values(1), part[metric], marker="o", label=model)
             if published is not None and x == "factors":
                 pub = published[published["model"] == model]

@@ -47,7 +47,7 @@ def test_paper_tower_follows_the_factors():
 def test_paper_grid_has_every_study():
     specs = E.paper_grid(seeds=(0, 1, 2))
     studies = pd.Series([s.study for s in specs]).value_counts().to_dict()
-    assert studies == {"main": 18, "factors": 18, "negatives": 6, "depth": 5}
+    assert studies == {"main": 18, "factors": 24, "negatives": 6, "depth": 5}
     assert all(s.refit == (s.study == "main") for s in specs)
     assert len({s.key for s in specs}) == len(specs)
 
