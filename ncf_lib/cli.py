@@ -90,7 +90,7 @@ def _stage(name: str, data: NCFData, args: argparse.Namespace, model_config: Mod
     tag = f"{_slug(data.name)}-{name}"
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=lr or args.lr,
-        optimizer=optimizer or args.optimizer, num_ng=args.num_ng, top_k=args.top_k,
+        optimizer=optimizer or args.optimizer, l2=args.l2, num_ng=args.num_ng, top_k=args.top_k,
         seed=args.seed, select_on=args.select_on, patience=args.patience,
         log_dir=None if args.no_log else str(Path(args.log_dir) / f"{tag}-{time.strftime('%Y%m%d-%H%M%S')}"),
         checkpoint=str(Path(args.out) / f"{tag}.pt"), device=args.device,
@@ -286,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=d.batch_size)
     train.add_argument("--lr", type=float, default=d.lr, help="learning rate")
     train.add_argument("--optimizer", choices=["adam", "sgd"], default=d.optimizer)
+    train.add_argument("--l2", type=float, default=d.l2,
+                       help="L2 penalty on the embedding rows of each batch (default 0)")
     train.add_argument("--factor-num", type=int, default=m.factor_num,
                        help="predictive factors (GMF embedding size)")
     train.add_argument("--layers", type=int, nargs="+", default=list(m.layers),

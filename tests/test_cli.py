@@ -126,6 +126,7 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
     _one_line_error(TRAIN + ["--pretrain", "--gmf", str(tmp_path / "g.pt")], capsys, "g.pt")
     _one_line_error(TRAIN + ["--layers", "63", "8"], capsys, "layers")
     _one_line_error(TRAIN + ["--epochs", "0"], capsys, "epochs")
+    _one_line_error(TRAIN + ["--l2", "-1"], capsys, "l2")
     assert _train(tmp_path, "--model", "gmf", "--no-log") == 0
     ckpt = str(tmp_path / "ck" / "synthetic_120x200x3000-gmf.pt")
     _one_line_error(["recommend", ckpt, "--user", "99999"], capsys, "user 99999")
