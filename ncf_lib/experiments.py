@@ -36,11 +36,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ncf_lib.data import NCFData
+import matplotlib.pyplot as plt
+
+from ncf_lib.data import NCFData, build_dataset, epoch_arrays
 from ncf_lib.metrics import (PopularityScorer, Scorer, full_ranking_metrics, hit_rate, ndcg,
                              rank_of_first, score_candidates)
-from ncf_lib.models import ModelConfig
-from ncf_lib.train import FINETUNE, FitResult, TrainConfig, fit, pretrained_neumf, train_model
+from ncf_lib.models import ModelConfig, build_model
+from ncf_lib.plots import plot_history, plot_hr_at_k, plot_study
+from ncf_lib.published import published_ml1m
+from ncf_lib.train import (FINETUNE, FitResult, TrainConfig, fit, make_optimizer,
+                           pretrained_neumf, train_epoch, train_model)
 
 MODEL_NAMES = ("itempop", "mf", "gmf", "mlp", "neumf", "neumf-pre")
 #: L2 weights tried for MF; the one with the best validation HR@10 is kept.
@@ -241,8 +246,6 @@ def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
 def build_splits(ratings, seed: int = 42) -> tuple[NCFData, NCFData]:
     """The split with validation items (for selection) and the one without (for refits),
     which share their test items and test candidates."""
-    from ncf_lib.data import build_dataset
-
     data = build_dataset(ratings, seed=seed)
     full = build_dataset(ratings, seed=seed, validation=False)
     if not np.array_equal(data.test.candidates, full.test.candidates):
@@ -314,10 +317,6 @@ def markdown_summary(table: pd.DataFrame) -> str:
 
 def seconds_per_million_rows(data: NCFData, batches: int = 200, batch_size: int = 256) -> float:
     """Measure NeuMF training speed here (for :func:`estimate_seconds`)."""
-    from ncf_lib.data import epoch_arrays
-    from ncf_lib.models import build_model
-    from ncf_lib.train import make_optimizer, train_epoch
-
     config = TrainConfig(progress=False, batch_size=batch_size)
     model = build_model("neumf", data.n_users, data.n_items)
     optimizer = make_optimizer(model, config)
@@ -333,11 +332,6 @@ def write_report(results: pd.DataFrame, histories: pd.DataFrame, out: str | Path
                  dataset: str) -> Path:
     """``summary.md`` (tables: ours, mean ± std over seeds, and published ML-1M numbers)
     and the studies' plots as PNG files in ``out``."""
-    import matplotlib.pyplot as plt
-
-    from ncf_lib.plots import plot_hr_at_k, plot_study
-    from ncf_lib.published import published_ml1m
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     published = published_ml1m()
@@ -353,8 +347,6 @@ def write_report(results: pd.DataFrame, histories: pd.DataFrame, out: str | Path
         if len(rows):
             figures[study] = plot_study(rows, x, f"{study.capitalize()} ({dataset})")
     if len(histories):
-        from ncf_lib.plots import plot_history
-
         first = main[main["seed"] == main["seed"].min()]
         runs = {row.model: histories[histories["key"] == row.key] for row in first.itertuples()
                 if (histories["key"] == row.key).any()}
