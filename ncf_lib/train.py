@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ncf_lib.data import NCFData, batches, epoch_arrays
+from ncf_lib.data import DeviceSampler, NCFData, batches, epoch_arrays
 from ncf_lib.metrics import evaluate
 from ncf_lib.models import (MODELS, ModelConfig, NeuMF, Recommender, build_model,
                             config_dict, model_name)
@@ -153,6 +153,9 @@ def fit(model: Recommender, data: NCFData, config: TrainConfig = TrainConfig(), 
     model.to(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    # On a GPU, negatives are drawn on the device; on the CPU with NumPy (as before).
+    sampler = (DeviceSampler(data, config.num_ng, config.seed, device) if device.type == "cuda"
+               else None)
     optimizer = make_optimizer(model, config)
     writer = _writer(config.log_dir)
     rows: list[dict] = []
@@ -161,7 +164,8 @@ def fit(model: Recommender, data: NCFData, config: TrainConfig = TrainConfig(), 
     step = 0
     for epoch in range(1, config.epochs + 1):
         clock = time.perf_counter()
-        tensors = [t.to(device) for t in epoch_arrays(data, config.num_ng, rng)]
+        tensors = (list(sampler.epoch()) if sampler is not None
+                   else list(epoch_arrays(data, config.num_ng, rng)))
         loss_sum, step = train_epoch(model, optimizer, tensors, config, epoch=epoch, step=step,
                                      writer=writer)
         train_seconds = time.perf_counter() - clock

@@ -250,3 +250,26 @@ def test_real_movielens_100k(ml100k_dir):
     assert data.n_train == 100_000 - 2 * 943
     assert not data.is_train_positive(data.test.users, data.test.items).any()
     assert data.titles[0] == "Toy Story (1995)"
+
+
+@pytest.mark.parametrize("dense_mask", [True, False])
+def test_device_sampler_follows_the_same_rules(small_data, monkeypatch, dense_mask):
+    d = small_data
+    if not dense_mask:  # force the sorted-keys path used for very large catalogues
+        monkeypatch.setattr(D, "DENSE_MASK_LIMIT", 0)
+    sampler = D.DeviceSampler(d, 4, seed=3, device="cpu")
+    assert (sampler.mask is None) != dense_mask
+    users, items, labels = sampler.epoch()
+    assert users.shape == (d.n_train * 5,) and items.dtype == torch.int64
+    assert labels.dtype == torch.float32 and int(labels.sum()) == d.n_train
+    pos = labels == 1
+    assert d.is_train_positive(users[pos].numpy(), items[pos].numpy()).all()
+    assert not d.is_train_positive(users[~pos].numpy(), items[~pos].numpy()).any()
+    # every positive appears once, every user keeps 4 negatives per positive
+    keys = np.sort(users[pos].numpy() * d.n_items + items[pos].numpy())
+    assert np.array_equal(keys, d.train_keys)
+    assert np.array_equal(np.bincount(users[~pos].numpy(), minlength=d.n_users),
+                          4 * np.bincount(d.train_users, minlength=d.n_users))
+    again = D.DeviceSampler(d, 4, seed=3, device="cpu").epoch()
+    assert all(torch.equal(a, b) for a, b in zip((users, items, labels), again))
+    assert not torch.equal(sampler.epoch()[1], items)  # fresh negatives each epoch
