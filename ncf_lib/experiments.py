@@ -5,7 +5,8 @@ depth); :func:`run_grid` trains every spec not yet in the results CSV, appending
 finished run (so an interrupted grid resumes where it stopped), and
 :func:`summary` turns the rows into means and standard deviations over seeds.
 
-Models: ``itempop`` (popularity, no training), ``mf`` (matrix factorisation with biases and
+Models: ``itempop`` (popularity, no training), ``itemknn`` (cosine item-item neighbours,
+their number tuned on the validation items), ``mf`` (matrix factorisation with biases and
 L2, Rendle et al. 2020, its L2 weight tuned on the validation items), ``gmf``, ``mlp``,
 ``neumf`` and ``neumf-pre`` (NeuMF initialised from the GMF and MLP of the same factors and
 seed, then fine-tuned as in the paper).
@@ -39,17 +40,20 @@ import torch
 import matplotlib.pyplot as plt
 
 from ncf_lib.data import NCFData, build_dataset, epoch_arrays
-from ncf_lib.metrics import (PopularityScorer, Scorer, full_ranking_metrics, hit_rate, ndcg,
-                             rank_of_first, score_candidates)
+from ncf_lib.metrics import (ItemKNNScorer, PopularityScorer, Scorer, evaluate,
+                             full_ranking_metrics, hit_rate, ndcg, rank_of_first,
+                             score_candidates)
 from ncf_lib.models import ModelConfig, build_model
 from ncf_lib.plots import plot_history, plot_hr_at_k, plot_study
 from ncf_lib.published import published_ml1m
 from ncf_lib.train import (FINETUNE, FitResult, TrainConfig, fit, make_optimizer,
                            pretrained_neumf, train_epoch, train_model)
 
-MODEL_NAMES = ("itempop", "mf", "gmf", "mlp", "neumf", "neumf-pre")
+MODEL_NAMES = ("itempop", "itemknn", "mf", "gmf", "mlp", "neumf", "neumf-pre")
 #: L2 weights tried for MF; the one with the best validation HR@10 is kept.
 MF_L2_GRID = (0.0, 1e-4, 1e-3)
+#: Neighbours tried for ItemKNN; the one with the best validation HR@10 is kept.
+KNN_K_GRID = (10, 20, 50, 100, 200, 400)
 K = 10
 
 
@@ -103,7 +107,7 @@ def paper_grid(seeds: Iterable[int] = (0, 1, 2), epochs: int = 20, study_epochs:
 
     * main: every model at 32 factors, each seed, ``epochs`` epochs, re-trained on
       training + validation data (``refit``);
-    * factors: every model at each factor count, first seed, ``study_epochs``, no refit
+    * factors: every model but ItemKNN at each factor count, first seed, ``study_epochs``, no refit
       (its own 32-factor runs, so the whole curve follows one protocol);
     * negatives: NeuMF with 1..10 training negatives, first seed, ``study_epochs``;
     * depth: MLP with 0..4 hidden layers, first seed, ``study_epochs``.
@@ -111,7 +115,7 @@ def paper_grid(seeds: Iterable[int] = (0, 1, 2), epochs: int = 20, study_epochs:
     seeds = list(seeds)
     specs = [RunSpec(m, 32, s, epochs, refit=True) for s in seeds for m in MODEL_NAMES]
     specs += [RunSpec(m, f, seeds[0], study_epochs, study="factors")
-              for f in factors for m in MODEL_NAMES]
+              for f in factors for m in MODEL_NAMES if m != "itemknn"]  # no factors in kNN
     specs += [RunSpec("neumf", 32, seeds[0], study_epochs, num_ng=n, study="negatives")
               for n in negatives]
     specs += [RunSpec("mlp", 32, seeds[0], study_epochs, depth=d, study="depth") for d in depths]
@@ -123,7 +127,7 @@ def estimate_seconds(specs: Iterable[RunSpec], data: NCFData, seconds_per_millio
     """Rough time of a grid: training rows times a measured speed (evaluation ignored)."""
     total = 0.0
     for spec in specs:
-        if spec.model == "itempop":
+        if spec.model in ("itempop", "itemknn"):
             continue
         stages = 3 if spec.model == "neumf-pre" else len(MF_L2_GRID) if spec.model == "mf" else 1
         stages += (3 if spec.model == "neumf-pre" else 1) * 0.6 * spec.refit  # ~60% of epochs
@@ -168,6 +172,9 @@ def run_one(spec: RunSpec, data: NCFData, full: NCFData | None = None, *,
     params, result, refit_model = "", None, None
     if spec.model == "itempop":
         scorer = PopularityScorer.fit(full if spec.refit else data)
+    elif spec.model == "itemknn":
+        k = _best_k(data)
+        scorer, params = ItemKNNScorer.fit(full if spec.refit else data, k), f"k={k}"
     elif spec.model == "mf":
         tried = {l2: train_model("mf", data, spec.train_config(l2=l2), spec.model_config())
                  for l2 in MF_L2_GRID}
@@ -201,6 +208,13 @@ def run_one(spec: RunSpec, data: NCFData, full: NCFData | None = None, *,
            **_metrics_row(scorer, tested),
            "seconds": time.perf_counter() - clock}
     return row, result
+
+
+def _best_k(data: NCFData) -> int:
+    """ItemKNN's number of neighbours with the best validation HR@10."""
+    grid = [k for k in KNN_K_GRID if k < data.n_items] or [data.n_items - 1]
+    hr = {k: evaluate(ItemKNNScorer.fit(data, k), data.validation, K)["hr"] for k in grid}
+    return max(grid, key=lambda k: hr[k])
 
 
 def _refit(name: str, spec: RunSpec, full: NCFData, epochs: int, **changes):

@@ -133,3 +133,52 @@ class RandomScorer:
     def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         gen = torch.Generator().manual_seed(self.seed)
         return torch.rand(items.shape, generator=gen, dtype=torch.float64).to(items.device)
+
+
+#: Largest catalogue for :class:`ItemKNNScorer`'s dense item x item similarity (2 GiB).
+KNN_MAX_ITEMS = 23_000
+
+
+@dataclass(frozen=True)
+class ItemKNNScorer:
+    """Item-based k-nearest neighbours with cosine similarity, the classic baseline.
+
+    ``score(u, i) = sum of sim(j, i) over the user's training items j``, where
+    ``sim(j, i) = |U_j ∩ U_i| / (sqrt(|U_j| |U_i|) + shrink)`` on the binary user x item
+    matrix and each item keeps only its ``k`` most similar neighbours (Sarwar et al. 2001;
+    Dacrema et al. 2019 find it within a few points of NeuMF on MovieLens-1M). No training
+    loop: one sparse product, so it fits in seconds.
+
+    Attributes:
+        history: ``(n_users, n_items)`` float32, 1 where the user trained on the item.
+        similarity: ``(n_items, n_items)`` float32, row ``j`` holds ``sim(j, .)`` for the
+            ``k`` nearest neighbours of each column item, 0 elsewhere and on the diagonal.
+    """
+
+    history: torch.Tensor
+    similarity: torch.Tensor
+
+    @classmethod
+    def fit(cls, data: NCFData, k: int = 100, shrink: float = 0.0) -> ItemKNNScorer:
+        """Similarities from ``data``'s training positives, ``k`` neighbours per item."""
+        if k < 1 or shrink < 0:
+            raise ValueError(f"ItemKNN needs k >= 1 and shrink >= 0, got k={k}, shrink={shrink}")
+        if data.n_items > KNN_MAX_ITEMS:
+            raise ValueError(f"ItemKNN keeps a dense item x item matrix: {data.n_items:,} "
+                             f"items is more than {KNN_MAX_ITEMS:,}")
+        index = torch.from_numpy(np.stack([data.train_users, data.train_items])).long()
+        ones = torch.ones(data.n_train)
+        history = torch.sparse_coo_tensor(index, ones, (data.n_users, data.n_items),
+                                          check_invariants=True).coalesce()
+        co = torch.sparse.mm(history.t(), history.to_dense())  # (items, items) co-counts
+        norms = co.diagonal().sqrt()
+        sim = co / (norms[:, None] * norms[None, :] + shrink).clamp_min(1e-12)
+        sim.fill_diagonal_(0.0)
+        if k < data.n_items:  # keep each item's (column's) k largest similarities
+            top = sim.topk(k, dim=0).indices
+            sim = torch.zeros_like(sim).scatter_(0, top, sim.gather(0, top))
+        return cls(history.to_dense(), sim)
+
+    def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        scores = self.history[users.cpu()] @ self.similarity  # (n, n_items)
+        return scores.gather(1, items.cpu()).to(items.device)

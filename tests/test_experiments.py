@@ -47,7 +47,7 @@ def test_paper_tower_follows_the_factors():
 def test_paper_grid_has_every_study():
     specs = E.paper_grid(seeds=(0, 1, 2))
     studies = pd.Series([s.study for s in specs]).value_counts().to_dict()
-    assert studies == {"main": 18, "factors": 24, "negatives": 6, "depth": 5}
+    assert studies == {"main": 21, "factors": 24, "negatives": 6, "depth": 5}
     assert all(s.refit == (s.study == "main") for s in specs)
     assert len({s.key for s in specs}) == len(specs)
 
@@ -89,12 +89,12 @@ def test_run_grid_writes_rows_and_resumes(splits, tmp_path, tiny_grid):
                        on_row=seen.append)
     assert len(first) == 3 and len(seen) == 3
     assert set(pd.read_csv(csv).columns) == COLUMNS
-    assert pd.read_csv(hist)["key"].nunique() == 2  # itempop has no history
+    assert pd.read_csv(hist)["key"].nunique() == 1  # itempop and itemknn have no history
     seen.clear()
     everything = E.run_grid(tiny_grid, small_data, csv, full=full, history_path=hist,
                             on_row=seen.append)
-    assert [row["model"] for row in seen] == ["mlp", "neumf", "neumf-pre"]  # only the new ones
-    assert len(everything) == len(pd.read_csv(csv)) == 6
+    assert [row["model"] for row in seen] == ["gmf", "mlp", "neumf", "neumf-pre"]  # new ones
+    assert len(everything) == len(pd.read_csv(csv)) == 7
     pre = everything.set_index("model").loc["neumf-pre"]
     assert pre["params"].startswith("sgd")
     mf = everything.set_index("model").loc["mf"]
@@ -127,3 +127,15 @@ def test_estimate_seconds_counts_stages(small_data):
     assert one == pytest.approx(small_data.n_train * 5 / 1e6)
     assert E.estimate_seconds([E.RunSpec("neumf-pre", epochs=1)], small_data, 1.0) == pytest.approx(3 * one)
     assert E.estimate_seconds([E.RunSpec("itempop")], small_data, 1.0) == 0
+
+
+def test_itemknn_row_tunes_k_on_validation(small_data, monkeypatch):
+    from ncf_lib.metrics import ItemKNNScorer, evaluate
+    monkeypatch.setattr(E, "KNN_K_GRID", (5, 50))
+    row, result = E.run_one(E.RunSpec("itemknn"), small_data)
+    assert result is None and row["params"] in ("k=5", "k=50")
+    k = int(row["params"][2:])
+    val = {kk: evaluate(ItemKNNScorer.fit(small_data, kk), small_data.validation)["hr"]
+           for kk in (5, 50)}
+    assert val[k] == max(val.values())  # chosen on validation, never on test
+    assert row["hr@10"] == pytest.approx(evaluate(ItemKNNScorer.fit(small_data, k), small_data.test)["hr"])

@@ -72,3 +72,38 @@ def test_reference_scorers(small_data):
     random_hr = M.evaluate(M.RandomScorer(0), d.test)["hr"]
     assert 0.02 < random_hr < 0.2  # about 10/100
     assert M.evaluate(pop, d.test)["hr"] > random_hr + 0.1
+
+
+def _tiny_data():
+    """3 users x 4 items: item 0 <- users 0, 1; item 1 <- users 0, 1, 2; item 2 <- user 2;
+    item 3 <- user 1."""
+    from ncf_lib.data import NCFData
+
+    users, items = np.array([0, 0, 1, 1, 1, 2, 2]), np.array([0, 1, 0, 1, 3, 1, 2])
+    test = EvalSet(np.array([0]), np.array([[2, 3]]))
+    return NCFData(3, 4, users, items, users * 4 + items, None, test, np.arange(3),
+                   np.arange(4), None, "tiny", 0)
+
+
+def test_item_knn_cosine_by_hand():
+    knn = M.ItemKNNScorer.fit(_tiny_data(), k=3)
+    sim = knn.similarity
+    assert sim[0, 1].item() == pytest.approx(2 / math.sqrt(2 * 3))
+    assert sim[1, 2].item() == pytest.approx(1 / math.sqrt(3 * 1))
+    assert sim[0, 2].item() == 0.0 and torch.all(sim.diagonal() == 0)
+    assert torch.allclose(sim, sim.T)  # k = 3 keeps every neighbour: symmetric
+    # user 0 (items 0, 1): item 2 scores sim(0,2) + sim(1,2), item 3 sim(0,3) + sim(1,3)
+    scores = knn(torch.tensor([0]), torch.tensor([[2, 3]]))
+    assert scores[0, 0].item() == pytest.approx(1 / math.sqrt(3))
+    assert scores[0, 1].item() == pytest.approx(1 / math.sqrt(2) + 1 / math.sqrt(3))
+    shrunk = M.ItemKNNScorer.fit(_tiny_data(), k=3, shrink=1.0).similarity
+    assert shrunk[0, 1].item() == pytest.approx(2 / (math.sqrt(6) + 1))
+
+
+def test_item_knn_keeps_k_neighbours_and_beats_popularity(small_data):
+    d = small_data
+    knn = M.ItemKNNScorer.fit(d, k=20)
+    assert ((knn.similarity > 0).sum(dim=0) <= 20).all()
+    assert M.evaluate(knn, d.test)["hr"] > M.evaluate(M.PopularityScorer.fit(d), d.test)["hr"]
+    with pytest.raises(ValueError, match="k >= 1"):
+        M.ItemKNNScorer.fit(d, k=0)
