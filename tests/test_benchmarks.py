@@ -1,0 +1,34 @@
+"""The benchmark scripts run end to end on a tiny generated dataset and write their tables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = "synthetic:150x200x4000"
+
+
+def _run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_paper_table_times_every_model(tmp_path):
+    out = _run("paper_table.py", "--dataset", TINY, "--epochs", "1", "--batch-size", "512",
+               "--out", str(tmp_path))
+    for model in ("gmf", "mlp", "neumf", "neumf-pre"):
+        assert f"| {model} |" in out
+    report = (tmp_path / "paper-table-synthetic-150x200x4000-b512-e1.md").read_text()
+    assert "Command: `python benchmarks/paper_table.py" in report and "whole table" in report
+
+
+def test_large_batch_compares_settings_over_seeds(tmp_path):
+    out = _run("large_batch.py", "--dataset", TINY, "--models", "gmf", "--epochs", "1",
+               "--seeds", "0", "1", "--settings", "256:0.001", "1024:0.004",
+               "--out", str(tmp_path))
+    assert "| gmf | 256 | 0.001 |" in out and "| gmf | 1024 | 0.004 |" in out
+    assert (tmp_path / "large-batch-synthetic-150x200x4000.md").is_file()
