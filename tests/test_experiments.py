@@ -96,7 +96,8 @@ def test_run_grid_writes_rows_and_resumes(splits, tmp_path, tiny_grid):
     assert [row["model"] for row in seen] == ["gmf", "mlp", "neumf", "neumf-pre"]  # new ones
     assert len(everything) == len(pd.read_csv(csv)) == 7
     pre = everything.set_index("model").loc["neumf-pre"]
-    assert pre["params"].startswith("sgd")
+    assert pre["params"].startswith("alpha=") and "sgd" in pre["params"]
+    assert float(pre["params"].split()[0][6:]) in E.ALPHA_GRID
     mf = everything.set_index("model").loc["mf"]
     assert mf["params"] in ("l2=0", "l2=0.001")
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".part"] == []
@@ -139,3 +140,16 @@ def test_itemknn_row_tunes_k_on_validation(small_data, monkeypatch):
            for kk in (5, 50)}
     assert val[k] == max(val.values())  # chosen on validation, never on test
     assert row["hr@10"] == pytest.approx(evaluate(ItemKNNScorer.fit(small_data, k), small_data.test)["hr"])
+
+
+def test_pretraining_weight_is_chosen_on_validation(small_data):
+    from ncf_lib.metrics import evaluate
+    from ncf_lib.train import TrainConfig, pretrained_neumf, train_model
+    config = TrainConfig(epochs=1, progress=False)
+    spec = E.RunSpec("gmf", factors=8)
+    gmf = train_model("gmf", small_data, config, spec.model_config()).model
+    mlp = train_model("mlp", small_data, config, spec.model_config()).model
+    alpha = E._best_alpha(gmf, mlp, small_data)
+    hr = {a: evaluate(pretrained_neumf(gmf, mlp, a).eval().score, small_data.validation)["hr"]
+          for a in E.ALPHA_GRID}
+    assert alpha in E.ALPHA_GRID and hr[alpha] == max(hr.values())
