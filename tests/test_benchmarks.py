@@ -28,7 +28,8 @@ def test_paper_table_times_every_model(tmp_path):
 
 def test_large_batch_compares_settings_over_seeds(tmp_path):
     out = _run("large_batch.py", "--dataset", TINY, "--models", "gmf", "--epochs", "1",
-               "--seeds", "0", "1", "--settings", "256:0.001", "1024:0.004",
+               "--seeds", "0", "1", "--settings", "256:0.001", "1024:0.004", "256:0.001:plain",
                "--out", str(tmp_path))
-    assert "| gmf | 256 | 0.001 |" in out and "| gmf | 1024 | 0.004 |" in out
+    assert "| gmf | 256 | 0.001 | fused |" in out and "| gmf | 1024 | 0.004 | fused |" in out
+    assert "| gmf | 256 | 0.001 | plain |" in out
     assert (tmp_path / "large-batch-synthetic-150x200x4000.md").is_file()
