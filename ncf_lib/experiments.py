@@ -108,7 +108,8 @@ class RunSpec:
 def paper_grid(seeds: Iterable[int] = (0, 1, 2), epochs: int = 20, study_epochs: int = 10,
                factors: Iterable[int] = (8, 16, 32, 64),
                negatives: Iterable[int] = (1, 2, 4, 6, 8, 10),
-               depths: Iterable[int] = (0, 1, 2, 3, 4)) -> list[RunSpec]:
+               depths: Iterable[int] = (0, 1, 2, 3, 4), study_factors: int = 16
+               ) -> list[RunSpec]:
     """The runs behind the results table and the paper's studies.
 
     * main: every model at 32 factors, each seed, ``epochs`` epochs, re-trained on
@@ -117,14 +118,18 @@ def paper_grid(seeds: Iterable[int] = (0, 1, 2), epochs: int = 20, study_epochs:
       (its own 32-factor runs, so the whole curve follows one protocol);
     * negatives: NeuMF with 1..10 training negatives, first seed, ``study_epochs``;
     * depth: MLP with 0..4 hidden layers, first seed, ``study_epochs``.
+
+    The negatives and depth studies use ``study_factors`` predictive factors (16, as the
+    paper's Figure 7; the depth-4 tower is then [256, 128, 64, 32, 16]).
     """
     seeds = list(seeds)
     specs = [RunSpec(m, 32, s, epochs, refit=True) for s in seeds for m in MODEL_NAMES]
     specs += [RunSpec(m, f, seeds[0], study_epochs, study="factors")
               for f in factors for m in MODEL_NAMES if m != "itemknn"]  # no factors in kNN
-    specs += [RunSpec("neumf", 32, seeds[0], study_epochs, num_ng=n, study="negatives")
-              for n in negatives]
-    specs += [RunSpec("mlp", 32, seeds[0], study_epochs, depth=d, study="depth") for d in depths]
+    specs += [RunSpec("neumf", study_factors, seeds[0], study_epochs, num_ng=n,
+                      study="negatives") for n in negatives]
+    specs += [RunSpec("mlp", study_factors, seeds[0], study_epochs, depth=d, study="depth")
+              for d in depths]
     return specs
 
 
@@ -374,7 +379,9 @@ def write_report(results: pd.DataFrame, histories: pd.DataFrame, out: str | Path
     for study, x in (("negatives", "num_ng"), ("depth", "depth")):
         rows = results[results["study"] == study]
         if len(rows):
-            figures[study] = plot_study(rows, x, f"{study.capitalize()} ({dataset})")
+            factors = ", ".join(str(f) for f in sorted(rows["factors"].unique()))
+            figures[study] = plot_study(rows, x, f"{study.capitalize()} ({dataset}, "
+                                                  f"{factors} factors)")
     if len(histories):
         first = main[main["seed"] == main["seed"].min()]
         runs = {row.model: histories[histories["key"] == row.key] for row in first.itertuples()

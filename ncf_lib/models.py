@@ -67,18 +67,33 @@ class Recommender(nn.Module):
         n, c = items.shape
         return self(users.repeat_interleave(c), items.reshape(-1)).view(n, c)
 
-    def l2_penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Sum of squares of the embedding rows a batch uses (``(batch,)`` users and items).
+    def embedding_tables(self) -> list[tuple[nn.Parameter, str]]:
+        """Every embedding table (biases included) with the side it is indexed by, ``user``
+        or ``item``; tables are found by name (``*user_embedding``, ``*user_bias``, ...)."""
+        return [(module.weight, "user" if name.endswith(("user_embedding", "user_bias"))
+                 else "item")
+                for name, module in self.named_modules() if isinstance(module, nn.Embedding)]
 
-        Regularises only what the batch touches, as MF implementations do; tables are found
-        by name (``*user_embedding`` / ``*item_embedding``, biases included).
-        """
+    def l2_penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Sum of squares of the embedding rows a batch uses (``(batch,)`` users and items),
+        each row counted once per occurrence. Regularises only what the batch touches, as MF
+        implementations do."""
         total = torch.zeros((), device=users.device)
-        for name, module in self.named_modules():
-            if isinstance(module, nn.Embedding):
-                ids = users if name.endswith(("user_embedding", "user_bias")) else items
-                total = total + module(ids).pow(2).sum()
+        for weight, side in self.embedding_tables():
+            total = total + weight[users if side == "user" else items].pow(2).sum()
         return total
+
+    @torch.no_grad()
+    def add_l2_grad_(self, users: torch.Tensor, items: torch.Tensor, weight: float) -> None:
+        """Add the gradient of ``weight * l2_penalty(users, items)`` to the tables' ``.grad``.
+
+        The same update as adding the penalty to the loss (``2 * weight * row`` per
+        occurrence), without a second lookup and backward pass through every table: call it
+        after ``loss.backward()``.
+        """
+        for table, side in self.embedding_tables():
+            ids = users if side == "user" else items
+            table.grad.index_add_(0, ids, table[ids], alpha=2 * weight)
 
 
 def _embedding(n: int, dim: int) -> nn.Embedding:

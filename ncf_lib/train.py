@@ -43,8 +43,9 @@ class TrainConfig:
         lr: learning rate.
         optimizer: ``adam`` (default) or ``sgd`` (the paper fine-tunes pre-trained NeuMF
             with plain SGD).
-        l2: weight of the L2 penalty on the embedding rows of each batch (default 0, as the
-            seed and the paper's default; the tuned MF baseline uses it).
+        l2: weight of the L2 penalty on the embedding rows of each batch, divided by the
+            batch size (default 0, as the seed and the paper's default; the tuned MF
+            baseline uses it). Applied as a gradient; the logged loss is the data loss.
         num_ng: sampled negatives per positive, re-drawn every epoch.
         top_k: K of HR@K and NDCG@K.
         seed: seeds negatives, shuffling, dropout (and the model when the CLI builds it).
@@ -230,9 +231,9 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer,
     for users, items, labels in bar:
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(users, items), labels)
-        if config.l2:
-            loss = loss + config.l2 * model.l2_penalty(users, items) / labels.shape[0]
         loss.backward()
+        if config.l2:  # the penalty's gradient, added directly (the loss shown excludes it)
+            model.add_l2_grad_(users, items, config.l2 / labels.shape[0])
         optimizer.step()
         total += loss.detach() * labels.shape[0]
         step += 1

@@ -37,6 +37,24 @@ def test_l2_shrinks_mf_embeddings(small_data):
     assert shrunk.model.user_embedding.weight.norm() < 0.8 * plain.model.user_embedding.weight.norm()
 
 
+@pytest.mark.parametrize("name", ["mf", "neumf"])
+def test_l2_gradient_equals_the_penalty_in_the_loss(name):
+    from ncf_lib.models import build_model
+    torch.manual_seed(0)
+    model = build_model(name, 6, 9, ModelConfig(factor_num=4, layers=(8, 4)))
+    users, items = torch.tensor([0, 5, 5, 2]), torch.tensor([8, 1, 1, 3])  # repeated pair
+    labels, weight = torch.tensor([1.0, 0.0, 1.0, 0.0]), 0.3
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    (loss_fn(model(users, items), labels) + weight * model.l2_penalty(users, items)).backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    loss_fn(model(users, items), labels).backward()
+    model.add_l2_grad_(users, items, weight)
+    for p, want in zip(model.parameters(), expected):
+        assert torch.allclose(p.grad, want, atol=1e-7)
+    assert len(model.embedding_tables()) == 4  # MF: two tables and two biases
+
+
 def test_paper_tower_follows_the_factors():
     assert E.RunSpec("mlp", factors=8).model_config().layers == (64, 32, 16, 8)  # the seed's
     assert E.RunSpec("mlp", factors=32).model_config().layers == (256, 128, 64, 32)
