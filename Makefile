@@ -8,6 +8,8 @@ STAMP  := $(VENV)/.installed
 DATASET ?= ml-1m
 MODEL   ?= neumf
 EPOCHS  ?= 10
+# runs of `make reproduce` trained at once (one thread each): the number of cores
+JOBS    ?= $(shell python3 -c "import os; print(os.cpu_count() or 1)")
 ARGS    ?=
 
 .PHONY: install test train info reproduce tensorboard lab notebooks bench clean
@@ -32,7 +34,7 @@ train: $(STAMP)
 
 # The paper's table and studies (prints its estimated time first; resumes when interrupted).
 reproduce: $(STAMP)
-	$(BIN)/python -m ncf_lib reproduce --dataset $(DATASET) $(ARGS)
+	$(BIN)/python -m ncf_lib reproduce --dataset $(DATASET) --jobs $(JOBS) $(ARGS)
 
 info: $(STAMP)
 	$(BIN)/python -m ncf_lib info --dataset $(DATASET) $(ARGS)

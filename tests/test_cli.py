@@ -148,9 +148,12 @@ def test_reproduce_writes_a_report_and_resumes(tmp_path, capsys, monkeypatch):
             "--out", str(tmp_path / "rep")]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "6 runs to do" in out and "estimated" in out and "| neumf-pre | 32 |" in out
+    assert "7 runs to do" in out and "estimated" in out and "| neumf-pre | 32 |" in out
+    assert "| itemknn | 32 |" in out
     report = (tmp_path / "rep" / "summary.md").read_text()
     assert "## Published" in report and "![hr_at_k](hr_at_k.png)" in report
     assert (tmp_path / "rep" / "curves.png").is_file()
     assert main(argv) == 0
-    assert "0 runs to do (6 already in" in capsys.readouterr().out
+    assert "0 runs to do (7 already in" in capsys.readouterr().out
+    assert main([*argv, "--jobs", "0"]) == 2
+    assert "error: --jobs must be at least 1" in capsys.readouterr().err

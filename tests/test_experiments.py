@@ -171,3 +171,29 @@ def test_pretraining_weight_is_chosen_on_validation(small_data):
     hr = {a: evaluate(pretrained_neumf(gmf, mlp, a).eval().score, small_data.validation)["hr"]
           for a in E.ALPHA_GRID}
     assert alpha in E.ALPHA_GRID and hr[alpha] == max(hr.values())
+
+
+def test_parallel_grid_matches_the_sequential_one(splits, tmp_path):
+    data, full = splits
+    specs = [E.RunSpec(m, factors=8, seed=0, epochs=2, refit=True)
+             for m in ("itempop", "gmf", "mlp", "neumf-pre")]
+    specs.append(E.RunSpec("gmf", factors=8, seed=1, epochs=2, refit=True))  # another group
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers, so that the sums happen in the same order
+    try:
+        one = E.run_grid(specs, data, tmp_path / "one.csv", full=full)
+    finally:
+        torch.set_num_threads(threads)
+    seen = []
+    two = E.run_grid(specs, data, tmp_path / "two.csv", full=full, jobs=2,
+                     history_path=tmp_path / "h.csv", on_row=seen.append)
+    assert sorted(row["key"] for row in seen) == sorted(s.key for s in specs)
+    columns = ["key", "epoch", "hr@10", "ndcg@10", "full_hr@10"]
+    pd.testing.assert_frame_equal(one[columns].sort_values("key", ignore_index=True),
+                                  two[columns].sort_values("key", ignore_index=True))
+    assert pd.read_csv(tmp_path / "h.csv")["key"].nunique() == 4  # all but itempop
+    seen.clear()
+    E.run_grid(specs, data, tmp_path / "two.csv", full=full, jobs=2, on_row=seen.append)
+    assert seen == []  # resumed: nothing left to do
+    with pytest.raises(ValueError, match="jobs"):
+        E.run_grid(specs, data, tmp_path / "two.csv", jobs=0)
