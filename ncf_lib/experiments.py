@@ -117,8 +117,8 @@ def paper_grid(seeds: Iterable[int] = (0, 1, 2), epochs: int = 20, study_epochs:
 
     * main: every model at 32 factors, each seed, ``epochs`` epochs, re-trained on
       training + validation data (``refit``);
-    * factors: every model but ItemKNN at each factor count, first seed, ``study_epochs``, no refit
-      (its own 32-factor runs, so the whole curve follows one protocol);
+    * factors: every model but ItemKNN at each factor count, first seed, ``study_epochs``,
+      no refit (its own 32-factor runs, so the whole curve follows one protocol);
     * negatives: NeuMF with 1..10 training negatives, first seed, ``study_epochs``;
     * depth: MLP with 0..4 hidden layers, first seed, ``study_epochs``.
 
