@@ -587,6 +587,14 @@ def _lap(timings: dict[str, float] | None, stage: str, since: float) -> float:
 # --------------------------------------------------------------------------------------
 
 
+def _check_negatives_exist(data: NCFData) -> None:
+    """A user who trained on every item has no negative to draw: say so instead of looping."""
+    counts = np.bincount(data.train_users, minlength=data.n_users)
+    if (counts >= data.n_items).any():
+        raise ValueError(f"user {int(np.argmax(counts))} has interacted with every item; "
+                         "no negative can be sampled")
+
+
 def sample_negatives(data: NCFData, num_ng: int, rng: np.random.Generator) -> np.ndarray:
     """``num_ng`` negative items for every training positive, never a training positive.
 
@@ -598,10 +606,7 @@ def sample_negatives(data: NCFData, num_ng: int, rng: np.random.Generator) -> np
         ``(n_train * num_ng,)`` items; rows ``k * num_ng .. (k + 1) * num_ng - 1`` belong to
         training positive ``k``.
     """
-    counts = np.bincount(data.train_users, minlength=data.n_users)
-    if (counts >= data.n_items).any():
-        raise ValueError(f"user {int(np.argmax(counts))} has interacted with every item; "
-                         "no negative can be sampled")
+    _check_negatives_exist(data)
     users = np.repeat(data.train_users, num_ng)
     items = rng.integers(0, data.n_items, users.size)
     todo = np.flatnonzero(data.is_train_positive(users, items))
@@ -653,10 +658,7 @@ class DeviceSampler:
     def __init__(self, data: NCFData, num_ng: int, seed: int, device: torch.device | str
                  ) -> None:
         device = torch.device(device)
-        counts = np.bincount(data.train_users, minlength=data.n_users)
-        if (counts >= data.n_items).any():
-            raise ValueError(f"user {int(np.argmax(counts))} has interacted with every item; "
-                             "no negative can be sampled")
+        _check_negatives_exist(data)
         self.num_ng, self.n_items, self.n_train = num_ng, data.n_items, data.n_train
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)

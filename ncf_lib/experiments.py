@@ -236,7 +236,8 @@ def _best_alpha(gmf, mlp, data: NCFData) -> float:
 def _best_k(data: NCFData) -> int:
     """ItemKNN's number of neighbours with the best validation HR@10."""
     grid = [k for k in KNN_K_GRID if k < data.n_items] or [data.n_items - 1]
-    hr = {k: evaluate(ItemKNNScorer.fit(data, k), data.validation, K)["hr"] for k in grid}
+    every = ItemKNNScorer.fit(data, k=data.n_items)  # one similarity matrix for the grid
+    hr = {k: evaluate(every.neighbours(k), data.validation, K)["hr"] for k in grid}
     return max(grid, key=lambda k: hr[k])
 
 

@@ -166,18 +166,23 @@ class ItemKNNScorer:
         if data.n_items > KNN_MAX_ITEMS:
             raise ValueError(f"ItemKNN keeps a dense item x item matrix: {data.n_items:,} "
                              f"items is more than {KNN_MAX_ITEMS:,}")
-        index = torch.from_numpy(np.stack([data.train_users, data.train_items])).long()
-        ones = torch.ones(data.n_train)
-        history = torch.sparse_coo_tensor(index, ones, (data.n_users, data.n_items),
-                                          check_invariants=True).coalesce()
-        co = torch.sparse.mm(history.t(), history.to_dense())  # (items, items) co-counts
+        history = torch.zeros(data.n_users, data.n_items)
+        history[torch.from_numpy(data.train_users).long(),
+                torch.from_numpy(data.train_items).long()] = 1.0
+        co = history.T @ history  # (items, items) co-counts
         norms = co.diagonal().sqrt()
         sim = co / (norms[:, None] * norms[None, :] + shrink).clamp_min(1e-12)
         sim.fill_diagonal_(0.0)
-        if k < data.n_items:  # keep each item's (column's) k largest similarities
-            top = sim.topk(k, dim=0).indices
-            sim = torch.zeros_like(sim).scatter_(0, top, sim.gather(0, top))
-        return cls(history.to_dense(), sim)
+        return cls(history, sim).neighbours(k)
+
+    def neighbours(self, k: int) -> ItemKNNScorer:
+        """The same scorer keeping only each item's (column's) ``k`` largest similarities:
+        tune ``k`` from one :meth:`fit` with many neighbours without recomputing them."""
+        if k >= self.similarity.shape[0]:
+            return self
+        top = self.similarity.topk(k, dim=0).indices
+        kept = torch.zeros_like(self.similarity).scatter_(0, top, self.similarity.gather(0, top))
+        return ItemKNNScorer(self.history, kept)
 
     def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         scores = self.history[users.cpu()] @ self.similarity  # (n, n_items)
