@@ -80,19 +80,22 @@ def _slug(text: str) -> str:
 def _print_epoch(row: dict, k: int) -> None:
     val = (f"   val HR@{k} {row['val_hr']:.3f} NDCG@{k} {row['val_ndcg']:.3f}"
            if "val_hr" in row else "")
-    print(f"epoch {row['epoch']:03d}  loss {row['loss']:.4f}  test HR@{k} {row['test_hr']:.3f} "
+    loss = "(before training)" if row["epoch"] == 0 else f"loss {row['loss']:.4f}"
+    print(f"epoch {row['epoch']:03d}  {loss}  test HR@{k} {row['test_hr']:.3f} "
           f"NDCG@{k} {row['test_ndcg']:.3f}{val}   train {row['train_seconds']:.1f} s  "
           f"eval {row['eval_seconds']:.2f} s", flush=True)
 
 
 def _stage(name: str, data: NCFData, args: argparse.Namespace, model_config: ModelConfig,
-           *, model=None, lr: float | None = None, optimizer: str | None = None) -> FitResult:
+           *, model=None, lr: float | None = None, optimizer: str | None = None,
+           evaluate_start: bool = False) -> FitResult:
     """Train one model (fresh, or the given pre-trained one) and report where things went."""
     tag = f"{_slug(data.name)}-{name}"
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=lr or args.lr,
         optimizer=optimizer or args.optimizer, l2=args.l2, num_ng=args.num_ng, top_k=args.top_k,
         seed=args.seed, select_on=args.select_on, patience=args.patience,
+        evaluate_start=evaluate_start,
         log_dir=None if args.no_log else str(Path(args.log_dir) / f"{tag}-{time.strftime('%Y%m%d-%H%M%S')}"),
         checkpoint=str(Path(args.out) / f"{tag}.pt"), device=args.device,
         progress=not args.no_progress,
@@ -138,7 +141,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         seed_everything(args.seed)
         model = pretrained_neumf(parts["gmf"], parts["mlp"], args.alpha)
         result = _stage("neumf-pretrained", data, args, model_config, model=model,
-                        lr=args.finetune_lr, optimizer=args.finetune_optimizer)
+                        lr=args.finetune_lr, optimizer=args.finetune_optimizer,
+                        evaluate_start=True)
     else:
         result = _stage(args.model, data, args, model_config)
 

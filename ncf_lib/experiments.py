@@ -204,9 +204,12 @@ def run_one(spec: RunSpec, data: NCFData, full: NCFData | None = None, *,
         params = f"alpha={alpha:g} {FINETUNE['optimizer']} lr={FINETUNE['lr']:g}"
         if spec.refit:
             gmf, mlp = (_part(name, spec, data, parts, full)[1] for name in ("gmf", "mlp"))
-            torch.manual_seed(spec.seed)
-            refit_model = fit(pretrained_neumf(gmf, mlp, alpha), full, spec.train_config(
-                **FINETUNE, epochs=result.best_epoch, select_on="last")).model
+            refit_model = pretrained_neumf(gmf, mlp, alpha)
+            if result.best_epoch > 0:  # 0: fine-tuning did not help on validation
+                torch.manual_seed(spec.seed)
+                refit_model = fit(refit_model, full, spec.train_config(
+                    **{**FINETUNE, "evaluate_start": False}, epochs=result.best_epoch,
+                    select_on="last")).model
     elif spec.model in ("gmf", "mlp"):
         _, refit_model, result = _part(spec.model, spec, data, parts, full if spec.refit else None)
     else:

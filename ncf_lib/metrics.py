@@ -26,8 +26,16 @@ from ncf_lib.data import EvalSet, NCFData
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _nan_last(scores: torch.Tensor) -> torch.Tensor:
+    """NaN scores (a diverged model) as the lowest possible: a NaN never compares greater,
+    so left as it is a NaN held-out item would rank first."""
+    return scores.nan_to_num(nan=-torch.inf)
+
+
 def rank_of_first(scores: torch.Tensor) -> torch.Tensor:
-    """``(n,)`` rank of column 0 within each row of ``(n, c)`` scores, ties counted against it."""
+    """``(n,)`` rank of column 0 within each row of ``(n, c)`` scores, ties (and NaN, as
+    the lowest score) counted against it."""
+    scores = _nan_last(scores)
     return (scores[:, 1:] >= scores[:, :1]).sum(dim=1)
 
 
@@ -80,7 +88,7 @@ def full_ranking_metrics(scorer: Scorer, data: NCFData, eval_set: EvalSet, k: in
     for start in range(0, eval_set.users.size, chunk):
         users_np = eval_set.users[start : start + chunk]
         users = torch.from_numpy(users_np).to(device)
-        scores = scorer(users, all_items.expand(users.shape[0], -1)).float()
+        scores = _nan_last(scorer(users, all_items.expand(users.shape[0], -1)).float())
         known = torch.from_numpy(_known_mask(data, users_np, exclude)).to(device)
         held = torch.from_numpy(eval_set.items[start : start + chunk]).to(device)
         target = scores.gather(1, held[:, None])

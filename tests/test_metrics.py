@@ -33,6 +33,18 @@ def test_ties_count_against_the_held_out_item():
     assert M.rank_of_first(one_tie).tolist() == [1]
 
 
+def test_nan_scores_never_hit(small_data):
+    # A diverged model scores NaN; NaN compares false, so it would rank first if unhandled.
+    nan = torch.full((3, 100), torch.nan)
+    assert M.sampled_metrics(nan, k=10) == {"hr": 0.0, "ndcg": 0.0}
+    held_nan = torch.tensor([[torch.nan, 0.5, 0.2]])
+    assert M.rank_of_first(held_nan).tolist() == [2]
+    assert M.rank_of_first(torch.tensor([[0.5, torch.nan, 0.2]])).tolist() == [0]
+    scorer = lambda users, items: torch.full(items.shape, torch.nan)  # noqa: E731
+    full = M.full_ranking_metrics(scorer, small_data, small_data.test, k=10)
+    assert full["hr"] == 0.0
+
+
 def test_ndcg_uses_log2():
     assert M.ndcg(torch.tensor([0]), 10) == 1.0  # natural log would give 1.44
     assert M.ndcg(torch.tensor([1]), 10) == pytest.approx(1 / math.log2(3))

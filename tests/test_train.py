@@ -109,6 +109,30 @@ def test_pretraining_starts_where_its_parts_are(small_data):
         pretrained_neumf(mlp, gmf)
 
 
+def test_evaluate_start_can_keep_the_model_as_given(small_data):
+    cfg = TrainConfig(epochs=2, lr=0.01, **QUICK)
+    gmf = train_model("gmf", small_data, cfg).model
+    before = evaluate(gmf.eval().score, small_data.test)
+    given = {k: v.clone() for k, v in gmf.state_dict().items()}
+    # A learning rate this large makes things worse: epoch 0 must win, untouched.
+    result = fit(gmf, small_data, TrainConfig(epochs=2, optimizer="sgd", lr=10.0,
+                                              evaluate_start=True, **QUICK))
+    assert result.history["epoch"].tolist() == [0, 1, 2]
+    assert result.history.loc[0, "test_hr"] == before["hr"]
+    assert pd.isna(result.history.loc[0, "loss"])
+    assert result.best_epoch == 0 and result.best["test_hr"] == before["hr"]
+    for name, value in result.model.state_dict().items():
+        assert torch.equal(value, given[name]), name
+    # Without it, the first epoch is the earliest that can be selected.
+    assert fit(gmf, small_data, TrainConfig(epochs=1, **QUICK)).best_epoch == 1
+
+
+def test_divergence_is_an_error_not_a_perfect_score(small_data):
+    gmf = train_model("gmf", small_data, TrainConfig(epochs=1, **QUICK)).model
+    with pytest.raises(FloatingPointError, match="diverged in epoch 1.*lower the learning"):
+        fit(gmf, small_data, TrainConfig(epochs=2, optimizer="sgd", lr=1e5, **QUICK))
+
+
 def test_tensorboard_logs_are_written(small_data, tmp_path):
     train_model("gmf", small_data, TrainConfig(epochs=1, log_dir=str(tmp_path / "tb"), **QUICK))
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").rglob("*"))
