@@ -442,8 +442,10 @@ def write_report(results: pd.DataFrame, histories: pd.DataFrame, out: str | Path
         fig.savefig(out / f"{name}.png", dpi=110)
         plt.close(fig)
     lines = [f"# Results on {dataset}", "",
-             "Test metrics, mean ± std over seeds. Epochs (and MF's L2 weight) are chosen on "
-             "the validation items; the main table's models are then re-trained on training "
+             "Test metrics, mean ± std over seeds. Chosen on the validation items: epochs, "
+             "MF's L2 weight, ItemKNN's k, pre-trained NeuMF's alpha and fine-tuning epochs "
+             "(0: the pre-trained combination as it is; see `params` and `epoch` in "
+             "results.csv). The main table's models are then re-trained on training "
              "+ validation data for that many epochs. `hr@10`/`ndcg@10`: the held-out item "
              "among 100 candidates (the paper's protocol); `full_*`: among all items the "
              "user did not train on.", "",
