@@ -2,7 +2,7 @@
 
     python benchmarks/bench.py                      # generated MovieLens-1M-shaped data
     python benchmarks/bench.py --dataset ../shared/data/ml-100k
-    python benchmarks/bench.py --full-seed          # time the seed's whole epoch (about 2 min)
+    python benchmarks/bench.py --full-seed          # time the seed's whole epoch (about 4 min)
 
 Each side runs in its own child process (so each peak RSS is its own), on the same
 ``ratings.dat``, with the seed's hyper-parameters: NeuMF, factor 32, layers [64, 32, 16, 8],
