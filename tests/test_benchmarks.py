@@ -33,3 +33,19 @@ def test_large_batch_compares_settings_over_seeds(tmp_path):
     assert "| gmf | 256 | 0.001 | fused |" in out and "| gmf | 1024 | 0.004 | fused |" in out
     assert "| gmf | 256 | 0.001 | plain |" in out
     assert (tmp_path / "large-batch-synthetic-150x200x4000.md").is_file()
+
+
+def test_bench_times_the_seed_and_counts_worker_start_up_once(tmp_path):
+    from ncf_lib.data import synthetic_ratings
+
+    frame = synthetic_ratings(150, 200, 4000, seed=0)
+    path = tmp_path / "ratings.dat"
+    path.write_text("".join(f"{r.user_id}::{r.item_id}::{r.rating}::{r.timestamp}\n"
+                            for r in frame.itertuples()))
+    out = _run("bench.py", "--dataset", str(path), "--seed-batches", "5",
+               "--out", str(tmp_path / "out"))
+    for stage in ("prepare", "epoch", "evaluate", "peak RSS (MiB)"):
+        assert f"| {stage} |" in out
+    assert "extrapolated from 5 of" in out and "worker start-up" in out
+    assert (tmp_path / "out" / "bench-ratings.dat.md").is_file()
+    assert (tmp_path / "out" / "bench-ratings.dat.png").is_file()
