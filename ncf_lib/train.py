@@ -53,6 +53,11 @@ class TrainConfig:
             epoch; ``last`` keeps the final epoch (to re-train for an epoch count chosen
             earlier on validation).
         patience: stop after this many epochs without a better selection HR (``None``: never).
+        hand_gradients: on the CPU, train with the models' hand-written backward pass
+            (:meth:`~ncf_lib.models.Recommender.loss_and_grads_`) and call Adam's fused
+            kernel directly: the same numbers as autograd and ``torch.optim.Adam`` (tested
+            bit for bit), about 1.5x faster per step on 2 cores. ``False``: autograd and
+            ``torch.optim``, the reference. Models with dropout always use autograd.
         evaluate_start: also evaluate the model before the first epoch (history row
             ``epoch 0``) and let that be selected. For pre-trained models, as the paper's code
             does ("Init: HR = ..."): when fine-tuning does not help on validation, the
@@ -73,6 +78,7 @@ class TrainConfig:
     seed: int = 42
     select_on: str = "validation"
     patience: int | None = None
+    hand_gradients: bool = True
     evaluate_start: bool = False
     log_dir: str | None = None
     checkpoint: str | None = None
@@ -134,10 +140,73 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """Adam or SGD with the fused kernel: the same update as the plain loop, in one pass
-    over the parameters (NeuMF on MovieLens-1M: about 2x faster per step on CPU)."""
+    over the parameters (NeuMF on MovieLens-1M: about 2x faster per step on CPU). On the
+    CPU with ``hand_gradients``, Adam is a :class:`KernelAdam`."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, fused=True)
-    return torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
+    params = list(model.parameters())
+    if config.hand_gradients and KernelAdam.available(params):
+        return KernelAdam(params, lr=config.lr)
+    return torch.optim.Adam(params, lr=config.lr, fused=True)
+
+
+class KernelAdam(torch.optim.Adam):
+    """``torch.optim.Adam(fused=True)`` whose ``step`` calls the fused kernel directly.
+
+    The same kernel with the same arguments, so the same update (tested bit for bit against
+    ``torch.optim.Adam``); what it skips is ``Optimizer.step``'s per-step bookkeeping
+    (regrouping tensors, one step counter per parameter), about a fifth of a NeuMF step on
+    2 CPU cores. One parameter group of CPU float32 tensors, default betas and eps, no
+    weight decay, every parameter with a gradient at every step.
+    """
+
+    def __init__(self, params, lr: float = 0.001) -> None:
+        super().__init__(params, lr=lr, fused=True)
+        self._lists: tuple | None = None
+
+    @staticmethod
+    def available(params: list[torch.Tensor]) -> bool:
+        """Whether the fused CPU kernel can take these parameters."""
+        return (hasattr(torch, "_fused_adam_")
+                and all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params))
+
+    def load_state_dict(self, state_dict) -> None:
+        super().load_state_dict(state_dict)
+        self._lists = None
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None:
+            raise ValueError("KernelAdam takes no closure")
+        if self._lists is None:
+            self._lists = self._build_lists()
+        params, exp_avgs, exp_avg_sqs, steps = self._lists
+        grads = [p.grad for p in params]
+        if any(g is None for g in grads):
+            raise ValueError("KernelAdam needs a gradient for every parameter at every step")
+        if all(t is steps[0] for t in steps):
+            steps[0].add_(1)
+        else:
+            torch._foreach_add_(steps, 1)
+        group = self.param_groups[0]
+        beta1, beta2 = group["betas"]
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"],
+                           beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+                           eps=group["eps"], amsgrad=False, maximize=False)
+        return None
+
+    def _build_lists(self) -> tuple:
+        if len(self.param_groups) != 1 or self.param_groups[0]["amsgrad"]:
+            raise ValueError("KernelAdam supports one parameter group without amsgrad")
+        params = self.param_groups[0]["params"]
+        shared_step = torch.zeros((), dtype=torch.float32)
+        for p in params:
+            if not self.state[p]:  # fresh: Adam's own initial state, one shared step counter
+                self.state[p] = {"step": shared_step, "exp_avg": torch.zeros_like(p),
+                                 "exp_avg_sq": torch.zeros_like(p)}
+        return ([p for p in params], [self.state[p]["exp_avg"] for p in params],
+                [self.state[p]["exp_avg_sq"] for p in params],
+                [self.state[p]["step"] for p in params])
 
 
 def fit(model: Recommender, data: NCFData, config: TrainConfig = TrainConfig(), *,
@@ -242,10 +311,15 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer,
     bar = tqdm(batches(*tensors, batch_size=config.batch_size), total=n_batches,
                desc=f"epoch {epoch}/{config.epochs}", leave=False,
                disable=not config.progress, mininterval=0.5)
+    by_hand = (config.hand_gradients and model.has_hand_gradients
+               and tensors[0].device.type == "cpu")
     for users, items, labels in bar:
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(users, items), labels)
-        loss.backward()
+        if by_hand:  # same gradients as below, without an autograd graph
+            loss = model.loss_and_grads_(users, items, labels)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(users, items), labels)
+            loss.backward()
         if config.l2:  # the penalty's gradient, added directly (the loss shown excludes it)
             model.add_l2_grad_(users, items, config.l2 / labels.shape[0])
         optimizer.step()

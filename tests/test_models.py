@@ -87,3 +87,33 @@ def test_pretrained_neumf_is_the_alpha_weighted_combination(alpha):
 def test_pretrained_needs_matching_sizes():
     with pytest.raises(ValueError, match="different users"):
         NeuMF.from_pretrained(GMF(3, 4), MLP(3, 5))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("layers", [(64, 32, 16, 8), (16,)])
+def test_hand_gradients_are_autograds_bit_for_bit(name, layers):
+    torch.manual_seed(0)
+    model = build_model(name, 30, 40, ModelConfig(factor_num=8, layers=layers))
+    with torch.no_grad():  # away from the initial point, so every gradient is non-trivial
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    users = torch.randint(0, 30, (64,))
+    items = torch.randint(0, 40, (64,))
+    users[:5] = 3  # repeated rows: their gradients must add up
+    labels = torch.randint(0, 2, (64,)).float()
+    loss = torch.nn.BCEWithLogitsLoss()(model(users, items), labels)
+    loss.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=False)  # stale values must be overwritten, not added to
+    for p in model.parameters():
+        p.grad.fill_(7.0)
+    assert model.has_hand_gradients
+    assert torch.equal(model.loss_and_grads_(users, items, labels), loss.detach())
+    for n, p in model.named_parameters():
+        assert torch.equal(p.grad, expected[n]), n
+
+
+def test_dropout_means_autograd():
+    assert not MLP(5, 5, ModelConfig(dropout=0.2)).has_hand_gradients
+    assert not NeuMF(5, 5, ModelConfig(dropout=0.2)).has_hand_gradients
+    assert GMF(5, 5).has_hand_gradients

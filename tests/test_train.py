@@ -149,3 +149,26 @@ def test_real_movielens_100k_neumf_quality(ml100k_dir):
     result = train_model("neumf", data, TrainConfig(epochs=10, progress=False))
     assert result.best["test_hr"] >= 0.62
     assert result.best["test_ndcg"] >= 0.36
+
+
+@pytest.mark.parametrize("name, l2", [("gmf", 0.0), ("mlp", 0.0), ("neumf", 0.0), ("mf", 1e-3)])
+def test_hand_gradients_train_exactly_like_autograd(small_data, name, l2):
+    runs = [train_model(name, small_data, TrainConfig(epochs=2, l2=l2, hand_gradients=hand,
+                                                      **QUICK))
+            for hand in (True, False)]
+    pd.testing.assert_frame_equal(runs[0].history[METRICS], runs[1].history[METRICS])
+    fast, reference = (run.model.state_dict() for run in runs)
+    for key in reference:
+        assert torch.equal(fast[key], reference[key]), key
+
+
+def test_kernel_adam_is_torch_adam(small_data):
+    from ncf_lib.train import KernelAdam, make_optimizer
+
+    model = train_model("gmf", small_data, TrainConfig(epochs=1, **QUICK)).model
+    assert isinstance(make_optimizer(model, TrainConfig()), KernelAdam)
+    assert type(make_optimizer(model, TrainConfig(hand_gradients=False))) is torch.optim.Adam
+    optimizer = KernelAdam(list(model.parameters()))
+    with pytest.raises(ValueError, match="gradient for every parameter"):
+        model.zero_grad(set_to_none=True)
+        optimizer.step()
