@@ -49,3 +49,12 @@ def test_bench_times_the_seed_and_counts_worker_start_up_once(tmp_path):
     assert "extrapolated from 5 of" in out and "worker start-up" in out
     assert (tmp_path / "out" / "bench-ratings.dat.md").is_file()
     assert (tmp_path / "out" / "bench-ratings.dat.png").is_file()
+
+
+def test_train_step_variants_agree_and_are_timed(tmp_path):
+    out = _run("train_step.py", "--dataset", TINY, "--steps", "20", "--rounds", "1",
+               "--out", str(tmp_path))
+    for variant in ("autograd", "by hand", "by hand + KernelAdam"):
+        assert f"| {variant} |" in out
+    assert "largest difference 0.0e+00" in out
+    assert (tmp_path / "train-step-synthetic-150x200x4000.md").is_file()
