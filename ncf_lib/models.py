@@ -7,7 +7,11 @@ All three share one interface (:class:`Recommender`):
   is wanted (the seed notebook put a sigmoid inside the model and used ``BCELoss``, which is
   less stable numerically);
 * ``score(users, items)`` takes ``(n,)`` users and ``(n, c)`` candidate items and returns
-  ``(n, c)`` logits in one call (evaluation and recommendation).
+  ``(n, c)`` logits in one call (evaluation and recommendation);
+* ``loss_and_grads_(users, items, labels)`` returns the batch's mean BCE loss and fills every
+  ``.grad`` by hand, exactly as ``loss.backward()`` would (tested bit for bit): CPU training
+  uses it because autograd's bookkeeping costs as much as the arithmetic of models this
+  small. ``forward`` stays the definition; the backward passes sit next to each model.
 
 Sizes follow the seed notebook and the paper: 32 predictive factors, MLP tower
 ``[64, 32, 16, 8]`` whose first entry is the concatenated user and item embeddings (so each
