@@ -89,8 +89,10 @@ class Recommender(nn.Module):
 
     @property
     def has_hand_gradients(self) -> bool:
-        """Whether :meth:`loss_and_grads_` can replace autograd for this model."""
-        return False
+        """Whether :meth:`loss_and_grads_` can replace autograd for this model: the class
+        writes one, and there is no dropout (whose random masks it does not draw)."""
+        return (type(self).loss_and_grads_ is not Recommender.loss_and_grads_
+                and self.config.dropout == 0)
 
     def loss_and_grads_(self, users: torch.Tensor, items: torch.Tensor,
                         labels: torch.Tensor) -> torch.Tensor:
@@ -169,10 +171,6 @@ class GMF(Recommender):
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.output(self.features(users, items)).squeeze(-1)
 
-    @property
-    def has_hand_gradients(self) -> bool:
-        return True
-
     @torch.no_grad()
     def loss_and_grads_(self, users, items, labels):
         p, q = self.user_embedding.weight[users], self.item_embedding.weight[items]
@@ -208,10 +206,6 @@ class MLP(Recommender):
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.output(self.features(users, items)).squeeze(-1)
-
-    @property
-    def has_hand_gradients(self) -> bool:
-        return self.config.dropout == 0
 
     def _tower_forward(self, users, items) -> list[torch.Tensor]:
         """Inputs of every layer, then the last hidden output: ``len(tower layers) + 1``."""
@@ -257,10 +251,6 @@ class NeuMF(Recommender):
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.gmf.features(users, items), self.mlp.features(users, items)], dim=-1)
         return self.output(x).squeeze(-1)
-
-    @property
-    def has_hand_gradients(self) -> bool:
-        return self.config.dropout == 0
 
     @torch.no_grad()
     def loss_and_grads_(self, users, items, labels):
@@ -323,10 +313,6 @@ class MF(Recommender):
         dot = (self.user_embedding(users) * self.item_embedding(items)).sum(-1)
         return (self.bias + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1)
                 + dot)
-
-    @property
-    def has_hand_gradients(self) -> bool:
-        return True
 
     @torch.no_grad()
     def loss_and_grads_(self, users, items, labels):
