@@ -156,8 +156,8 @@ class KernelAdam(torch.optim.Adam):
     The same kernel with the same arguments, so the same update (tested bit for bit against
     ``torch.optim.Adam``); what it skips is ``Optimizer.step``'s per-step bookkeeping
     (regrouping tensors, one step counter per parameter), about a fifth of a NeuMF step on
-    2 CPU cores. One parameter group of CPU float32 tensors, default betas and eps, no
-    weight decay, every parameter with a gradient at every step.
+    2 CPU cores. For one parameter group of CPU float32 tensors without ``amsgrad``, every
+    parameter with a gradient at every step (what :func:`train_epoch` gives it).
     """
 
     def __init__(self, params, lr: float = 0.001) -> None:
@@ -193,7 +193,6 @@ class KernelAdam(torch.optim.Adam):
         torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"],
                            beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
                            eps=group["eps"], amsgrad=False, maximize=False)
-        return None
 
     def _build_lists(self) -> tuple:
         if len(self.param_groups) != 1 or self.param_groups[0]["amsgrad"]:
