@@ -111,7 +111,9 @@ class Recommender(nn.Module):
         return param.grad
 
     def _table_grad_(self, table: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor) -> None:
-        """Embedding gradient: ``(batch, dim)`` row gradients summed into a zeroed table."""
+        """Embedding gradient: ``(batch, dim)`` row gradients summed into a zeroed table
+        (``index_add_``, as autograd; ``index_put_(accumulate=True)`` is faster but sums
+        large batches in a different order on 2 threads, so not bit for bit the same)."""
         self._grad(table).zero_().index_add_(0, ids, rows)
 
     def _linear_grad_(self, layer: nn.Linear, d_out: torch.Tensor, x: torch.Tensor
@@ -139,6 +141,12 @@ def _rows(table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
     """``(batch, dim)`` rows of an embedding table, without autograd (``index_select`` is
     the fastest lookup on CPU)."""
     return table.weight.index_select(0, ids)
+
+
+def _relu_grad(d_out: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Gradient through a ReLU from its output gradient and its output: autograd's own
+    kernel (one operator instead of a comparison, a cast and a product)."""
+    return torch.ops.aten.threshold_backward(d_out, out, 0)
 
 
 def _bce_and_grad(logits: torch.Tensor, labels: torch.Tensor
@@ -226,7 +234,7 @@ class MLP(Recommender):
         """Gradients of the tower and the MLP embeddings from ``(batch, layers[-1])``."""
         layers = self._layers()
         for k in range(len(layers) - 1, -1, -1):
-            dh = self._linear_grad_(layers[k], dh * (acts[k + 1] > 0), acts[k])
+            dh = self._linear_grad_(layers[k], _relu_grad(dh, acts[k + 1]), acts[k])
         half = self.user_embedding.embedding_dim
         self._table_grad_(self.user_embedding.weight, users, dh[:, :half])
         self._table_grad_(self.item_embedding.weight, items, dh[:, half:])
