@@ -12,7 +12,8 @@ from ncf_lib.train import TrainConfig, train_model
 
 COLUMNS = {"key", "model", "factors", "seed", "epochs", "num_ng", "depth", "study", "refit",
            "params", "epoch", "val_hr@10", "selected_hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "full_recall@10",
-           "seconds", *[f"hr@{k}" for k in range(1, 11)]}
+           "seconds", "peek_epoch", "peek_hr@10", "peek_ndcg@10",
+           *[f"hr@{k}" for k in range(1, 11)]}
 
 
 def test_mf_is_a_biased_dot_product():
@@ -99,6 +100,27 @@ def test_refit_trains_on_validation_items_for_the_chosen_epochs(splits):
         E.run_one(E.RunSpec("gmf", refit=True), data)
 
 
+def test_refit_keeps_the_chosen_epoch_and_reports_the_peeking_numbers(splits):
+    from ncf_lib.metrics import evaluate
+    data, full = splits
+    spec = E.RunSpec("gmf", factors=8, epochs=4, refit=True)
+    kept, peek = E._refit("gmf", spec, full, 2)
+    # the weights after 2 of the 4 epochs are those of a run that stops after 2
+    stopped = train_model("gmf", full, spec.train_config(epochs=2, select_on="last"),
+                          spec.model_config()).model
+    for (name, a), b in zip(kept.state_dict().items(), stopped.state_dict().values()):
+        assert torch.equal(a, b), name
+    # the peeking numbers are the best test epoch of the full run
+    history = train_model("gmf", full, spec.train_config(select_on="test", patience=None),
+                          spec.model_config()).history
+    best = history.loc[history["test_hr"].idxmax()]
+    assert peek == {"epoch": best["epoch"], "hr@10": best["test_hr"],
+                    "ndcg@10": best["test_ndcg"]}
+    assert peek["hr@10"] >= evaluate(kept.eval().score, full.test)["hr"]
+    with pytest.raises(ValueError, match="cannot keep epoch 5"):
+        E._refit("gmf", spec, full, 5)
+
+
 def test_run_grid_writes_rows_and_resumes(splits, tmp_path, tiny_grid):
     small_data, full = splits
     csv, hist = tmp_path / "results.csv", tmp_path / "history.csv"
@@ -118,6 +140,9 @@ def test_run_grid_writes_rows_and_resumes(splits, tmp_path, tiny_grid):
     assert float(pre["params"].split()[0][6:]) in E.ALPHA_GRID
     mf = everything.set_index("model").loc["mf"]
     assert mf["params"] in ("l2=0", "l2=0.001")
+    trained = everything[everything["model"].isin(["mf", "gmf", "mlp", "neumf", "neumf-pre"])]
+    assert (trained["peek_hr@10"] >= trained["hr@10"] - 1e-12).all()  # peeking never loses
+    assert everything.set_index("model").loc[["itempop", "itemknn"], "peek_hr@10"].isna().all()
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".part"] == []
 
 
