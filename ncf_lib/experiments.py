@@ -144,7 +144,7 @@ def estimate_seconds(specs: Iterable[RunSpec], data: NCFData, seconds_per_millio
         if spec.model in ("itempop", "itemknn"):
             continue
         stages = 3 if spec.model == "neumf-pre" else len(MF_L2_GRID) if spec.model == "mf" else 1
-        stages += (3 if spec.model == "neumf-pre" else 1) * 0.6 * spec.refit  # ~60% of epochs
+        stages += (3 if spec.model == "neumf-pre" else 1) * spec.refit  # the whole budget
         rows = data.n_train * (1 + spec.num_ng) * spec.epochs * stages
         total += rows / 1e6 * seconds_per_million_rows
     return total
@@ -374,15 +374,18 @@ def _worker(specs: list[RunSpec], data: NCFData, full: NCFData | None, queue) ->
 
 def _in_workers(specs: list[RunSpec], data: NCFData, full: NCFData | None, jobs: int
                 ) -> Iterator[tuple[dict, pd.DataFrame | None]]:
-    """Like :func:`_in_turn`, ``jobs`` groups at a time; yields rows as workers finish them."""
+    """Like :func:`_in_turn`, ``jobs`` groups at a time, the longest first (so that no long
+    group runs alone at the end); yields rows as workers finish them."""
     groups: dict[tuple, list[RunSpec]] = {}
     for spec in specs:  # a group shares its GMF and MLP (see _part)
         groups.setdefault((spec.factors, spec.seed, spec.epochs, spec.num_ng, spec.depth),
                           []).append(spec)
+    order = sorted(groups, reverse=True, key=lambda key: (  # wider models break ties
+        estimate_seconds(groups[key], data, 1.0), key[0]))
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=context) as pool:
         queue = manager.Queue()
-        futures = [pool.submit(_worker, group, data, full, queue) for group in groups.values()]
+        futures = [pool.submit(_worker, groups[key], data, full, queue) for key in order]
         for _ in specs:
             while True:
                 try:

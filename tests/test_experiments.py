@@ -171,6 +171,8 @@ def test_estimate_seconds_counts_stages(small_data):
     assert one == pytest.approx(small_data.n_train * 5 / 1e6)
     assert E.estimate_seconds([E.RunSpec("neumf-pre", epochs=1)], small_data, 1.0) == pytest.approx(3 * one)
     assert E.estimate_seconds([E.RunSpec("itempop")], small_data, 1.0) == 0
+    # a refit trains the whole budget again on training + validation data
+    assert E.estimate_seconds([E.RunSpec("gmf", epochs=1, refit=True)], small_data, 1.0) == pytest.approx(2 * one)
 
 
 def test_itemknn_row_tunes_k_on_validation(small_data, monkeypatch):
