@@ -172,3 +172,7 @@ def test_kernel_adam_is_torch_adam(small_data):
     with pytest.raises(ValueError, match="gradient for every parameter"):
         model.zero_grad(set_to_none=True)
         optimizer.step()
+    with pytest.raises(NotImplementedError, match="step hooks"):
+        optimizer.register_step_pre_hook(lambda *args: None)
+    with pytest.raises(NotImplementedError, match="step hooks"):
+        optimizer.register_step_post_hook(lambda *args: None)
