@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt
 from ncf_lib.data import NCFData, build_dataset, epoch_arrays
 from ncf_lib.metrics import (ItemKNNScorer, PopularityScorer, Scorer, evaluate,
                              full_ranking_metrics, hit_rate, ndcg, rank_of_first,
-                             score_candidates)
+                             score_candidates, standard_errors)
 from ncf_lib.models import ModelConfig, build_model
 from ncf_lib.plots import plot_history, plot_hr_at_k, plot_study
 from ncf_lib.published import published_ml1m
@@ -160,6 +160,8 @@ def _metrics_row(scorer: Scorer, data: NCFData) -> dict[str, float]:
     ranks = rank_of_first(score_candidates(scorer, data.test))
     row = {f"hr@{k}": hit_rate(ranks, k) for k in range(1, K + 1)}
     row["ndcg@10"] = ndcg(ranks, K)
+    se = standard_errors(ranks, K)
+    row.update({"hr@10_se": se["hr"], "ndcg@10_se": se["ndcg"]})
     full = full_ranking_metrics(scorer, data, data.test, K, exclude=data.validation)
     row.update({"full_hr@10": full["hr"], "full_ndcg@10": full["ndcg"],
                 "full_recall@10": full["recall"]})
@@ -477,6 +479,13 @@ def write_report(results: pd.DataFrame, histories: pd.DataFrame, out: str | Path
              "among 100 candidates (the paper's protocol); `full_*`: among all items the "
              "user did not train on.", "",
              markdown_summary(summary(results)), ""]
+    if "hr@10_se" in main and main["hr@10_se"].notna().any():
+        lines += [f"The ± above is the spread over seeds on one fixed test set. A different test "
+                  f"set of the same size (or other sampled negatives) moves a model's numbers "
+                  f"more: the standard error over test users of one run is about "
+                  f"{main['hr@10_se'].mean():.3f} for HR@10 and {main['ndcg@10_se'].mean():.3f} "
+                  f"for NDCG@10 (columns `hr@10_se`, `ndcg@10_se`). Differences smaller than "
+                  f"that between numbers measured on different test sets are not evidence.", ""]
     if "peek_hr@10" in main and main["peek_hr@10"].notna().any():
         peeking = summary(main[main["peek_hr@10"].notna()],
                           metrics=("hr@10", "peek_hr@10", "ndcg@10", "peek_ndcg@10", "peek_epoch"))

@@ -50,6 +50,17 @@ def ndcg(ranks: torch.Tensor, k: int) -> float:
     return float(torch.where(ranks < k, gains, torch.zeros_like(gains)).mean())
 
 
+def standard_errors(ranks: torch.Tensor, k: int) -> dict[str, float]:
+    """Standard errors over users of HR@k and NDCG@k (``std / sqrt(users)``): how far the
+    metrics of the same model would move on another test set of the same size, or with
+    other sampled negatives. With MovieLens-100K's 943 users that is about 0.015 for HR@10,
+    more than the spread between seeds on one fixed test set."""
+    hits = (ranks < k).double()
+    gains = torch.where(ranks < k, 1.0 / torch.log2(ranks.double() + 2.0), 0.0)
+    n = ranks.numel()
+    return {"hr": float(hits.std() / n ** 0.5), "ndcg": float(gains.std() / n ** 0.5)}
+
+
 def sampled_metrics(scores: torch.Tensor, k: int = 10) -> dict[str, float]:
     """HR@k and NDCG@k from a ``(users, candidates)`` matrix whose column 0 is held out."""
     ranks = rank_of_first(scores)

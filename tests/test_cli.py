@@ -155,6 +155,7 @@ def test_reproduce_writes_a_report_and_resumes(tmp_path, capsys, monkeypatch):
     peeking = report.split("## Had we picked the epoch on the test set")[1].split("##")[0]
     assert "| peek_hr@10 |" in peeking and "| gmf | 32 |" in peeking
     assert "| itempop |" not in peeking  # nothing to peek at without epochs
+    assert "standard error over test users of one run is about 0." in report
     assert (tmp_path / "rep" / "curves.png").is_file()
     assert main(argv) == 0
     assert "0 runs to do (7 already in" in capsys.readouterr().out

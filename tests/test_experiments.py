@@ -12,7 +12,7 @@ from ncf_lib.train import TrainConfig, train_model
 
 COLUMNS = {"key", "model", "factors", "seed", "epochs", "num_ng", "depth", "study", "refit",
            "params", "epoch", "val_hr@10", "selected_hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "full_recall@10",
-           "seconds", "peek_epoch", "peek_hr@10", "peek_ndcg@10",
+           "seconds", "peek_epoch", "peek_hr@10", "peek_ndcg@10", "hr@10_se", "ndcg@10_se",
            *[f"hr@{k}" for k in range(1, 11)]}
 
 

@@ -45,6 +45,16 @@ def test_nan_scores_never_hit(small_data):
     assert full["hr"] == 0.0
 
 
+def test_standard_errors_by_hand():
+    ranks = torch.tensor([0, 1, 15, 3])  # hits 1, 1, 0, 1; gains 1, 1/log2(3), 0, 1/log2(5)
+    se = M.standard_errors(ranks, 10)
+    hits = np.array([1.0, 1.0, 0.0, 1.0])
+    gains = np.array([1.0, 1 / math.log2(3), 0.0, 1 / math.log2(5)])
+    assert se["hr"] == pytest.approx(hits.std(ddof=1) / 2)
+    assert se["ndcg"] == pytest.approx(gains.std(ddof=1) / 2)
+    assert M.standard_errors(torch.zeros(5, dtype=torch.long), 10) == {"hr": 0.0, "ndcg": 0.0}
+
+
 def test_ndcg_uses_log2():
     assert M.ndcg(torch.tensor([0]), 10) == 1.0  # natural log would give 1.44
     assert M.ndcg(torch.tensor([1]), 10) == pytest.approx(1 / math.log2(3))
