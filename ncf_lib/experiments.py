@@ -422,8 +422,9 @@ def markdown_summary(table: pd.DataFrame) -> str:
     for _, row in table.iterrows():
         cells = []
         for m in metrics:
-            std = row[f"{m} std"]
-            cells.append(f"{row[f'{m} mean']:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}"))
+            std, digits = row[f"{m} std"], 1 if "epoch" in m else 3  # epochs: counts
+            cells.append(f"{row[f'{m} mean']:.{digits}f}"
+                         + ("" if pd.isna(std) else f" ± {std:.{digits}f}"))
         lines.append(f"| {row['model']} | {row['factors']} | " + " | ".join(cells)
                      + f" | {row['runs']} |")
     return "\n".join(lines)

@@ -164,6 +164,8 @@ def test_summary_means_and_markdown():
     assert table.loc[1, "hr@10 mean"] == pytest.approx(0.65)
     text = E.markdown_summary(table)
     assert "| gmf | 32 | 0.650 ± 0.071 |" in text and "| itempop | 32 | 0.400 |" in text
+    epochs = E.markdown_summary(E.summary(rows.assign(peek_epoch=[3, 4, 0]), metrics=("peek_epoch",)))
+    assert "| gmf | 32 | 3.5 ± 0.7 |" in epochs
 
 
 def test_estimate_seconds_counts_stages(small_data):
