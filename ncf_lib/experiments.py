@@ -200,13 +200,11 @@ def run_one(spec: RunSpec, data: NCFData, full: NCFData | None = None, *,
             refit_model, peek = _refit("mf", spec, full, result.best_epoch, l2=best_l2)
     elif spec.model == "neumf-pre":
         gmf, mlp = (_part(name, spec, data, parts)[0] for name in ("gmf", "mlp"))
-        alpha = _best_alpha(gmf, mlp, data)
-        torch.manual_seed(spec.seed)
+        alpha = _best_alpha(gmf, mlp, data)  # fit seeds its own generators
         result = fit(pretrained_neumf(gmf, mlp, alpha), data, spec.train_config(**FINETUNE))
         params = f"alpha={alpha:g} {FINETUNE['optimizer']} lr={FINETUNE['lr']:g}"
         if spec.refit:
             gmf, mlp = (_part(name, spec, data, parts, full)[1][0] for name in ("gmf", "mlp"))
-            torch.manual_seed(spec.seed)
             refit_model, peek = _fit_and_peek(pretrained_neumf(gmf, mlp, alpha), full,
                                               spec.train_config(**FINETUNE), result.best_epoch)
     elif spec.model in ("gmf", "mlp"):
