@@ -12,7 +12,7 @@ EPOCHS  ?= 10
 JOBS    ?= $(shell python3 -c "import os; print(os.cpu_count() or 1)")
 ARGS    ?=
 
-.PHONY: install test train info reproduce tensorboard lab notebooks bench clean
+.PHONY: install test train info reproduce tensorboard lab notebooks bench paper-table clean
 
 install: $(STAMP)
 
@@ -50,6 +50,10 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+# GMF, MLP, NeuMF and NeuMF with pre-training, 20 epochs each, timed (two processes on 2 cores).
+paper-table: $(STAMP)
+	$(BIN)/python benchmarks/paper_table.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs checkpoints .pytest_cache build *.egg-info

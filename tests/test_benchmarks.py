@@ -19,11 +19,26 @@ def _run(script: str, *args: str) -> str:
 
 def test_paper_table_times_every_model(tmp_path):
     out = _run("paper_table.py", "--dataset", TINY, "--epochs", "1", "--batch-size", "512",
-               "--out", str(tmp_path))
+               "--jobs", "1", "--out", str(tmp_path))
     for model in ("gmf", "mlp", "neumf", "neumf-pre"):
         assert f"| {model} |" in out
     report = (tmp_path / "paper-table-synthetic-150x200x4000-b512-e1.md").read_text()
     assert "Command: `python benchmarks/paper_table.py" in report and "whole table" in report
+
+
+def test_paper_table_in_two_workers_gives_the_same_rows(tmp_path):
+    def results(*args: str) -> list[str]:
+        out = _run("paper_table.py", "--dataset", TINY, "--epochs", "2", "--out", str(tmp_path),
+                   *args)
+        rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ")]
+        return [(row[0], *row[3:]) for row in rows[1:]]  # model, epoch, HR@10, NDCG@10
+
+    one = results("--jobs", "1")
+    assert len(one) == 4
+    assert results("--jobs", "2") == one
+    report = (tmp_path / "paper-table-synthetic-150x200x4000-b256-e2-j2.md").read_text()
+    assert "Command: `python benchmarks/paper_table.py --dataset synthetic:150x200x4000 " \
+           "--epochs 2 --jobs 2`" in report and "2 processes of 1 thread" in report
 
 
 def test_large_batch_compares_settings_over_seeds(tmp_path):
