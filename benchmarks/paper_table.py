@@ -52,13 +52,17 @@ def train_in_order(names, data, config: TrainConfig, handoff=None, threads: int 
         clock = time.perf_counter()
         if name == "neumf-pre":
             gmf = fits["gmf"].model if "gmf" in fits else handoff.get()
+            if gmf is None:
+                raise RuntimeError("no GMF to pre-train from: its process failed (above)")
             tune = TrainConfig(**{**config.__dict__, **FINETUNE,
                                   "lr": FINETUNE["lr"] * config.lr / TrainConfig.lr})
             result = fit(pretrained_neumf(gmf, fits["mlp"].model), data, tune)
         else:
-            result = fits[name] = train_model(name, data, config)
-            if name == "gmf" and handoff is not None:
-                handoff.put(result.model)
+            try:
+                result = fits[name] = train_model(name, data, config)
+            finally:  # the other process waits for the GMF, or for word that there is none
+                if name == "gmf" and handoff is not None:
+                    handoff.put(fits["gmf"].model if "gmf" in fits else None)
         seconds = time.perf_counter() - clock
         rows.append({"model": name, "seconds": seconds, "s/epoch": seconds / config.epochs,
                      "epoch": result.best_epoch, "HR@10": result.best["test_hr"],
