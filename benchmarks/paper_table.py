@@ -24,6 +24,7 @@ import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -54,8 +55,8 @@ def train_in_order(names, data, config: TrainConfig, handoff=None, threads: int 
             gmf = fits["gmf"].model if "gmf" in fits else handoff.get()
             if gmf is None:
                 raise RuntimeError("no GMF to pre-train from: its process failed (above)")
-            tune = TrainConfig(**{**config.__dict__, **FINETUNE,
-                                  "lr": FINETUNE["lr"] * config.lr / TrainConfig.lr})
+            scaled = FINETUNE["lr"] * config.lr / TrainConfig.lr  # like --lr
+            tune = replace(config, **{**FINETUNE, "lr": scaled})
             result = fit(pretrained_neumf(gmf, fits["mlp"].model), data, tune)
         else:
             try:
