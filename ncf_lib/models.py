@@ -163,8 +163,23 @@ def _embedding(n: int, dim: int) -> nn.Embedding:
 
 
 def _linear(n_in: int, n_out: int) -> nn.Linear:
+    """A hidden layer: Glorot (Xavier) uniform weights, zero bias, as the paper's Keras code
+    (Keras' default ``Dense`` initialiser) and the seed."""
     layer = nn.Linear(n_in, n_out)
-    nn.init.xavier_uniform_(layer.weight)  # as the seed's NeuMF.init_weight
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _output(n_in: int) -> nn.Linear:
+    """The prediction layer: LeCun uniform weights, ``U(-sqrt(3 / n_in), sqrt(3 / n_in))``, and
+    a zero bias, as the paper's code (``Dense(1, init='lecun_uniform')`` in GMF.py, MLP.py
+    and NeuMF.py) and guoyang9/NCF (``kaiming_uniform_(a=1, nonlinearity='sigmoid')``, the
+    same distribution). The seed used Xavier uniform here, whose bound for one output,
+    ``sqrt(6 / (n_in + 1))``, is about 1.4 times larger."""
+    layer = nn.Linear(n_in, 1)
+    bound = (3.0 / n_in) ** 0.5
+    nn.init.uniform_(layer.weight, -bound, bound)
     nn.init.zeros_(layer.bias)
     return layer
 
@@ -176,7 +191,7 @@ class GMF(Recommender):
         super().__init__(n_users, n_items, config)
         self.user_embedding = _embedding(n_users, config.factor_num)
         self.item_embedding = _embedding(n_items, config.factor_num)
-        self.output = _linear(config.factor_num, 1)
+        self.output = _output(config.factor_num)
 
     def features(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``(batch, factor_num)`` element-wise product of the embeddings."""
@@ -211,7 +226,7 @@ class MLP(Recommender):
             if config.dropout:
                 tower.append(nn.Dropout(config.dropout))
         self.tower = nn.Sequential(*tower)
-        self.output = _linear(config.layers[-1], 1)
+        self.output = _output(config.layers[-1])
 
     def features(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``(batch, layers[-1])`` output of the last hidden layer."""
@@ -260,7 +275,7 @@ class NeuMF(Recommender):
         self.gmf = GMF(n_users, n_items, config)
         self.mlp = MLP(n_users, n_items, config)
         del self.gmf.output, self.mlp.output  # replaced by the fused output layer
-        self.output = _linear(config.factor_num + config.layers[-1], 1)
+        self.output = _output(config.factor_num + config.layers[-1])
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.gmf.features(users, items), self.mlp.features(users, items)], dim=-1)

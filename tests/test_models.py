@@ -39,6 +39,22 @@ def test_initialisation_is_small_normal():
     assert abs(float(weight.std()) - 0.01) < 0.001
 
 
+@pytest.mark.parametrize("name", ["gmf", "mlp", "neumf"])
+def test_prediction_layer_is_lecun_uniform_as_the_papers_code(name):
+    """``Dense(1, init='lecun_uniform')``: U(-b, b) with b = sqrt(3 / fan_in), so std b / sqrt(3);
+    Xavier uniform (the seed's) would have std sqrt(2 / (fan_in + 1)), 1.4 times larger."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(factor_num=2048, layers=(4096, 2048))  # wide, for a tight std estimate
+    layer = build_model(name, N_USERS, N_ITEMS, cfg).output
+    fan_in = layer.in_features
+    bound = (3 / fan_in) ** 0.5
+    weight = layer.weight.detach()
+    assert float(weight.abs().max()) <= bound
+    assert abs(float(weight.std()) - bound / 3 ** 0.5) < 0.05 * bound / 3 ** 0.5
+    assert not layer.bias.detach().any()
+    hidden = build_model("mlp", N_USERS, N_ITEMS, cfg).tower[0].weight.detach()  # Glorot
+    assert abs(float(hidden.std()) - (2 / (4096 + 2048)) ** 0.5) < 0.001
+
 def test_dropout_is_applied_in_training_only():
     torch.manual_seed(0)
     mlp = MLP(N_USERS, N_ITEMS, ModelConfig(dropout=0.5))
