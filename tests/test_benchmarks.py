@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = "synthetic:150x200x4000"
 
@@ -73,3 +75,58 @@ def test_train_step_variants_agree_and_are_timed(tmp_path):
         assert f"| {variant} |" in out
     assert "largest difference 0.0e+00" in out
     assert (tmp_path / "train-step-synthetic-150x200x4000.md").is_file()
+
+
+# A stand-in for guoyang9/NCF's model.py: same constructor and forward, a plain dot product.
+REFERENCE_MODEL = '''
+import torch
+from torch import nn
+
+
+class NCF(nn.Module):
+    def __init__(self, user_num, item_num, factor_num, num_layers, dropout, model,
+                 GMF_model=None, MLP_model=None):
+        super().__init__()
+        self.user = nn.Embedding(user_num, factor_num)
+        self.item = nn.Embedding(item_num, factor_num)
+        nn.init.normal_(self.user.weight, std=0.1)
+        nn.init.normal_(self.item.weight, std=0.1)
+        if model == "NeuMF-pre":
+            self.load_state_dict(GMF_model.state_dict())
+
+    def forward(self, user, item):
+        return (self.user(user) * self.item(item)).sum(-1)
+'''
+
+
+def test_reference_harness_reports_the_best_test_epoch(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import guoyang9_on_our_split as harness
+    from ncf_lib.data import load_ratings
+    from ncf_lib.experiments import build_splits
+
+    (tmp_path / "model.py").write_text(REFERENCE_MODEL)
+    ncf = harness.load_reference(tmp_path)
+    _, full = build_splits(load_ratings(TINY, progress=False), seed=42)
+    rows = {}
+    for epochs in (1, 3):
+        model, rows[epochs] = harness.train_reference(ncf, "GMF", full, seed=0, epochs=epochs,
+                                                      factors=8)
+        assert harness.metrics_on_test(model, full)[0] == rows[epochs]["HR@10"]  # best state
+    assert rows[1]["best test epoch"] == 0
+    assert rows[3]["HR@10"] >= rows[1]["HR@10"]  # same seed: epoch 0 is among the three
+
+    out = _run("guoyang9_on_our_split.py", "--ncf-repo", str(tmp_path), "--dataset", TINY,
+               "--epochs", "2", "--seeds", "0", "--factors", "8", "--out", str(tmp_path))
+    for kind in harness.MODELS:
+        assert f"| {kind} |" in out
+    report = (tmp_path / "guoyang9-on-our-split-synthetic-150x200x4000.md").read_text()
+    assert "best **test** epoch" in report
+
+
+def test_reference_harness_needs_a_checkout(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import guoyang9_on_our_split as harness
+
+    with pytest.raises(FileNotFoundError, match="clone of https://github.com/guoyang9/NCF"):
+        harness.load_reference(tmp_path)
