@@ -175,7 +175,7 @@ def _output(n_in: int) -> nn.Linear:
     """The prediction layer: LeCun uniform weights, ``U(-sqrt(3 / n_in), sqrt(3 / n_in))``, and
     a zero bias, as the paper's code (``Dense(1, init='lecun_uniform')`` in GMF.py, MLP.py
     and NeuMF.py) and guoyang9/NCF (``kaiming_uniform_(a=1, nonlinearity='sigmoid')``, the
-    same distribution). The seed used Xavier uniform here, whose bound for one output,
+    same distribution). The seed's NeuMF used Xavier uniform here, whose bound for one output,
     ``sqrt(6 / (n_in + 1))``, is about 1.4 times larger."""
     layer = nn.Linear(n_in, 1)
     bound = (3.0 / n_in) ** 0.5
