@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -62,6 +63,13 @@ def load_reference(repo: str | Path) -> type[nn.Module]:
     if not hasattr(module, "NCF"):
         raise AttributeError(f"{path} defines no NCF class")
     return module.NCF
+
+
+def reference_version(repo: str | Path) -> str:
+    """The checkout's commit, for the report (``unknown`` outside a git checkout)."""
+    done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else "unknown (not a git checkout)"
 
 
 def metrics_on_test(model: nn.Module, data: NCFData) -> tuple[float, float, float]:
@@ -142,9 +150,11 @@ def main() -> None:
     command = "python benchmarks/guoyang9_on_our_split.py " + " ".join(sys.argv[1:])
     (out / name).write_text(
         f"# guoyang9/NCF on ncf_lib's split ({full.name})\n\n"
-        f"Command: `{command}`  \nMachine: {platform.machine()}, torch {torch.__version__}; "
-        f"test metrics at each run's best **test** epoch (the reference's protocol), mean "
-        f"and std over seeds {' '.join(map(str, args.seeds))}.\n\n{text}\n")
+        f"Command: `{command}`  \n"
+        f"Reference: `model.py` of guoyang9/NCF at commit {reference_version(args.ncf_repo)}  \n"
+        f"Machine: {platform.machine()}, torch {torch.__version__}; test metrics at each "
+        f"run's best **test** epoch (the reference's protocol), mean and std over seeds "
+        f"{' '.join(map(str, args.seeds))}.\n\n{text}\n")
     print(f"written: {out / name}")
 
 

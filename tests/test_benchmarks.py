@@ -122,6 +122,7 @@ def test_reference_harness_reports_the_best_test_epoch(tmp_path):
         assert f"| {kind} |" in out
     report = (tmp_path / "guoyang9-on-our-split-synthetic-150x200x4000.md").read_text()
     assert "best **test** epoch" in report
+    assert "guoyang9/NCF at commit unknown (not a git checkout)" in report
 
 
 def test_reference_harness_needs_a_checkout(tmp_path):
