@@ -102,8 +102,7 @@ def train_reference(ncf: type[nn.Module], kind: str, data: NCFData, *, seed: int
             model.zero_grad()
             loss_fn(model(users, items), labels).backward()
             optimizer.step()
-        with torch.no_grad():
-            hr, gain, se = metrics_on_test(model, data)
+        hr, gain, se = metrics_on_test(model, data)  # scored under inference_mode
         if best is None or hr > best["HR@10"]:
             best = {"model": kind, "seed": seed, "best test epoch": epoch, "HR@10": hr,
                     "NDCG@10": gain, "HR@10 SE": se}
