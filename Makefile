@@ -12,7 +12,7 @@ EPOCHS  ?= 10
 JOBS    ?= $(shell python3 -c "import os; print(os.cpu_count() or 1)")
 ARGS    ?=
 
-.PHONY: install test train info reproduce tensorboard lab notebooks bench paper-table clean
+.PHONY: install lint test train info reproduce tensorboard lab notebooks bench paper-table clean
 
 install: $(STAMP)
 
@@ -25,8 +25,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-# Unit tests, then every notebook re-executed by nbval on the small generated sample.
-test: $(STAMP)
+# ruff: lint and format check (configured in pyproject.toml; `ruff format .` fixes the format).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Lint, the unit tests, then every notebook re-executed by nbval on the small generated sample.
+test: lint
 	NCF_SAMPLE=1 $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env
 
 train: $(STAMP)

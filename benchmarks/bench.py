@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from queue import Empty
 
 import numpy as np
 import pandas as pd
@@ -57,9 +58,14 @@ def run_seed(path: str, seed_batches: int | None, queue) -> None:
     # The workers' start-up (up to the first batch) happens once per epoch: count it once,
     # and extrapolate only the steady rate of the batches after it.
     out["epoch"] = first + (seconds - first) * (total - 1) / max(ran - 1, 1)
-    out["epoch_note"] = "" if ran == total else (
-        f"extrapolated from {ran:,} of {total:,} batches (worker start-up {first:.1f} s, "
-        f"then {(seconds - first) / max(ran - 1, 1) * 1e3:.1f} ms per batch)")
+    out["epoch_note"] = (
+        ""
+        if ran == total
+        else (
+            f"extrapolated from {ran:,} of {total:,} batches (worker start-up {first:.1f} s, "
+            f"then {(seconds - first) / max(ran - 1, 1) * 1e3:.1f} ms per batch)"
+        )
+    )
     out["rows"] = len(train_loader.dataset)
     model.eval()
     clock = time.perf_counter()
@@ -71,10 +77,13 @@ def run_seed(path: str, seed_batches: int | None, queue) -> None:
 
 
 def run_ours(path: str, queue) -> None:
-    from ncf_lib.data import Ratings, build_dataset, epoch_arrays, read_ratings
+    from ncf_lib import hand_gradients
+    from ncf_lib.dataset import build_dataset
     from ncf_lib.metrics import evaluate
     from ncf_lib.models import build_model
-    from ncf_lib.train import TrainConfig, make_optimizer, train_epoch
+    from ncf_lib.ratings import Ratings, read_ratings
+    from ncf_lib.sampling import batches, epoch_arrays
+    from ncf_lib.train import TrainConfig, make_optimizer
 
     torch.manual_seed(42)
     out = {}
@@ -86,8 +95,9 @@ def run_ours(path: str, queue) -> None:
     optimizer = make_optimizer(model, config)
     rng = np.random.default_rng(42)
     clock = time.perf_counter()
-    tensors = list(epoch_arrays(data, config.num_ng, rng))
-    train_epoch(model, optimizer, tensors, config)
+    tensors = epoch_arrays(data, config.num_ng, rng)
+    # as `python -m ncf_lib train` trains on the CPU: the hand-written gradients
+    hand_gradients.train_epoch(model, optimizer, batches(*tensors, batch_size=config.batch_size))
     out["epoch"] = time.perf_counter() - clock
     out["epoch_note"] = ""
     out["rows"] = tensors[0].shape[0]
@@ -104,7 +114,15 @@ def in_child(target, *args) -> dict:
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
-    result = queue.get()
+    while True:  # a child that dies (an error, out of memory) must not leave us waiting
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except Empty:
+            if not proc.is_alive():
+                raise RuntimeError(
+                    f"{target.__name__} failed (exit code {proc.exitcode})"
+                ) from None
     proc.join()
     return result
 
@@ -112,8 +130,14 @@ def in_child(target, *args) -> dict:
 def table(seed: dict, ours: dict) -> pd.DataFrame:
     rows = []
     for stage in STAGES:
-        rows.append({"stage": stage, "seed": seed[stage], "ncf_lib": ours[stage],
-                     "speed-up": seed[stage] / ours[stage]})
+        rows.append(
+            {
+                "stage": stage,
+                "seed": seed[stage],
+                "ncf_lib": ours[stage],
+                "speed-up": seed[stage] / ours[stage],
+            }
+        )
     frame = pd.DataFrame(rows)
     frame["seed rows/s"] = [np.nan, seed["rows"] / seed["epoch"], np.nan]
     frame["ncf_lib rows/s"] = [np.nan, ours["rows"] / ours["epoch"], np.nan]
@@ -123,8 +147,12 @@ def table(seed: dict, ours: dict) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", help="ratings file or MovieLens folder (default: generated)")
-    parser.add_argument("--seed-batches", type=int, default=2000,
-                        help="seed batches to time before extrapolating (default 2000)")
+    parser.add_argument(
+        "--seed-batches",
+        type=int,
+        default=2000,
+        help="seed batches to time before extrapolating (default 2000)",
+    )
     parser.add_argument("--full-seed", action="store_true", help="time the seed's whole epoch")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args()
@@ -132,7 +160,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "ratings.dat")
         if args.dataset:  # the seed reads only '::' files: rewrite any format as one
-            from ncf_lib.data import find_ratings_file, read_ratings
+            from ncf_lib.ratings import find_ratings_file, read_ratings
+
             write_dat(read_ratings(find_ratings_file(args.dataset)), Path(path))
         else:
             write_ml1m_like(Path(path), seed=0)
@@ -143,34 +172,51 @@ def main() -> None:
         print("seed done", flush=True)
 
     frame = table(seed, ours)
-    rss = pd.DataFrame([{"stage": "peak RSS (MiB)", "seed": seed["peak_rss_mib"],
-                         "ncf_lib": ours["peak_rss_mib"],
-                         "speed-up": seed["peak_rss_mib"] / ours["peak_rss_mib"]}])
+    rss = pd.DataFrame(
+        [
+            {
+                "stage": "peak RSS (MiB)",
+                "seed": seed["peak_rss_mib"],
+                "ncf_lib": ours["peak_rss_mib"],
+                "speed-up": seed["peak_rss_mib"] / ours["peak_rss_mib"],
+            }
+        ]
+    )
     shown = pd.concat([frame, rss], ignore_index=True)
     text = markdown_table(shown)
     note = seed["epoch_note"]
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     command = "python benchmarks/bench.py " + " ".join(sys.argv[1:])
     print(text)
-    print(f"epoch rows: seed {seed['rows']:,}, ncf_lib {ours['rows']:,}; seed epoch {note or 'timed in full'}")
+    print(f"epoch rows: seed {seed['rows']:,}, ncf_lib {ours['rows']:,}; ", end="")
+    print(f"seed epoch {note or 'timed in full'}")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "bench-" + (Path(args.dataset).name if args.dataset else "ml1m-shaped")
     (out / f"{name}.md").write_text(
         f"# {name}\n\nCommand: `{command}`\n\nMachine: {machine}\n\n{text}\n\n"
-        f"Seed epoch: {note or 'timed in full'}. Seconds, lower is better; speed-up = seed / ncf_lib.\n")
+        f"Seed epoch: {note or 'timed in full'}. "
+        "Seconds, lower is better; speed-up = seed / ncf_lib.\n"
+    )
     from ncf_lib.plots import plot_speed
+
     plot_speed(frame[["stage", "seed", "ncf_lib"]]).savefig(out / f"{name}.png", dpi=120)
     print(f"wrote {out / name}.md and .png")
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub markdown table, numbers with 3 significant digits, blanks for NaN."""
-    cell = lambda v: "" if isinstance(v, float) and np.isnan(v) else (  # noqa: E731
-        f"{v:,.3g}" if isinstance(v, float) else str(v))
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "" if np.isnan(v) else f"{v:,.3g}"
+        return str(v)
+
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 

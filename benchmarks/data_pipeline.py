@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ncf_lib.data import ML1M_SHAPE, Ratings, build_dataset, epoch_arrays, find_ratings_file
-from ncf_lib.data import read_ratings, sample_negatives, synthetic_ratings
+from ncf_lib.dataset import build_dataset
+from ncf_lib.ratings import Ratings, find_ratings_file, read_ratings
+from ncf_lib.sampling import epoch_arrays, sample_negatives
+from ncf_lib.synthetic import ML1M_SHAPE, synthetic_ratings
 
 
 def write_dat(frame, path: Path) -> None:
@@ -46,7 +48,8 @@ def main() -> None:
         else:
             path = Path(tmp) / "ratings.dat"
             child = multiprocessing.get_context("spawn").Process(
-                target=write_ml1m_like, args=(path, args.seed))
+                target=write_ml1m_like, args=(path, args.seed)
+            )
             child.start()
             child.join()
         rows: list[tuple[str, float]] = []
@@ -58,8 +61,10 @@ def main() -> None:
         rows += list(timings.items())
         rows.append(("parse + reindex + split + candidates", sum(t for _, t in rows)))
         rng = np.random.default_rng(args.seed)
-        for label, fn in [("negatives only", lambda: sample_negatives(data, 4, rng)),
-                          ("epoch: negatives + shuffle", lambda: epoch_arrays(data, 4, rng))]:
+        for label, fn in [
+            ("negatives only", lambda: sample_negatives(data, 4, rng)),
+            ("epoch: negatives + shuffle", lambda: epoch_arrays(data, 4, rng)),
+        ]:
             best = float("inf")
             for _ in range(args.repeat):
                 clock = time.perf_counter()
@@ -67,8 +72,10 @@ def main() -> None:
                 best = min(best, time.perf_counter() - clock)
             rows.append((f"{label} (best of {args.repeat})", best))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(f"data: {path.name}: {data.n_users:,} users, {data.n_items:,} items, "
-          f"{len(frame):,} ratings, {data.n_train * 5:,} training rows per epoch")
+    print(
+        f"data: {path.name}: {data.n_users:,} users, {data.n_items:,} items, "
+        f"{len(frame):,} ratings, {data.n_train * 5:,} training rows per epoch"
+    )
     for label, seconds in rows:
         print(f"{label:<45} {seconds:8.3f} s")
     print(f"{'peak RSS':<45} {peak:8.0f} MiB")

@@ -19,7 +19,7 @@ candidates:
   epoch**, the pre-trained NeuMF starting from the best-test-epoch GMF and MLP: the
   reference's own protocol.
 
-What differs from its ``main.py``: the epoch's rows come from ``ncf_lib.data.epoch_arrays``
+What differs from its ``main.py``: the epoch's rows come from ``ncf_lib.sampling.epoch_arrays``
 (the same distribution, drawn in one vectorised call instead of a per-sample ``Dataset``,
 and seeded), and ranks count ties against the held-out item (``torch.topk`` leaves them to
 the sort; with float scores ties do not occur).
@@ -40,9 +40,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ncf_lib.data import NCFData, batches, epoch_arrays, load_ratings
-from ncf_lib.experiments import build_splits
-from ncf_lib.metrics import hit_rate, ndcg, rank_of_first, score_candidates, standard_errors
+from ncf_lib.dataset import NCFData
+from ncf_lib.grid import build_splits
+from ncf_lib.metrics import (
+    hit_rate,
+    ndcg,
+    rank_of_first,
+    score_candidates,
+    standard_errors,
+)
+from ncf_lib.ratings import load_ratings
+from ncf_lib.sampling import batches, epoch_arrays
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import markdown_table  # noqa: E402
@@ -55,8 +63,9 @@ def load_reference(repo: str | Path) -> type[nn.Module]:
     """The ``NCF`` class of a guoyang9/NCF checkout's ``model.py``."""
     path = Path(repo) / "model.py"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: --ncf-repo must be a clone of "
-                                f"https://github.com/guoyang9/NCF")
+        raise FileNotFoundError(
+            f"{path} not found: --ncf-repo must be a clone of https://github.com/guoyang9/NCF"
+        )
     spec = importlib.util.spec_from_file_location("guoyang9_model", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -67,8 +76,9 @@ def load_reference(repo: str | Path) -> type[nn.Module]:
 
 def reference_version(repo: str | Path) -> str:
     """The checkout's commit, for the report (``unknown`` outside a git checkout)."""
-    done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
     return done.stdout.strip() if done.returncode == 0 else "unknown (not a git checkout)"
 
 
@@ -84,16 +94,27 @@ def metrics_on_test(model: nn.Module, data: NCFData) -> tuple[float, float, floa
     return hit_rate(ranks, 10), ndcg(ranks, 10), standard_errors(ranks, 10)["hr"]
 
 
-def train_reference(ncf: type[nn.Module], kind: str, data: NCFData, *, seed: int, epochs: int,
-                    factors: int, gmf: nn.Module | None = None, mlp: nn.Module | None = None
-                    ) -> tuple[nn.Module, dict]:
+def train_reference(
+    ncf: type[nn.Module],
+    kind: str,
+    data: NCFData,
+    *,
+    seed: int,
+    epochs: int,
+    factors: int,
+    gmf: nn.Module | None = None,
+    mlp: nn.Module | None = None,
+) -> tuple[nn.Module, dict]:
     """Train one model as guoyang9/NCF's ``main.py`` does; return it at its best test epoch
     (ties keep the earlier epoch) and that epoch's row."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = ncf(data.n_users, data.n_items, factors, 3, 0.0, kind, gmf, mlp)
-    optimizer = (torch.optim.SGD(model.parameters(), lr=0.001) if kind == "NeuMF-pre"
-                 else torch.optim.Adam(model.parameters(), lr=0.001))
+    optimizer = (
+        torch.optim.SGD(model.parameters(), lr=0.001)
+        if kind == "NeuMF-pre"
+        else torch.optim.Adam(model.parameters(), lr=0.001)
+    )
     loss_fn = nn.BCEWithLogitsLoss()
     best, state, clock = None, None, time.perf_counter()
     for epoch in range(epochs):
@@ -104,8 +125,14 @@ def train_reference(ncf: type[nn.Module], kind: str, data: NCFData, *, seed: int
             optimizer.step()
         hr, gain, se = metrics_on_test(model, data)  # scored under inference_mode
         if best is None or hr > best["HR@10"]:
-            best = {"model": kind, "seed": seed, "best test epoch": epoch, "HR@10": hr,
-                    "NDCG@10": gain, "HR@10 SE": se}
+            best = {
+                "model": kind,
+                "seed": seed,
+                "best test epoch": epoch,
+                "HR@10": hr,
+                "NDCG@10": gain,
+                "HR@10 SE": se,
+            }
             state = {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(state)
     best["seconds"] = time.perf_counter() - clock
@@ -129,18 +156,29 @@ def main() -> None:
         trained: dict[str, nn.Module] = {}
         for kind in MODELS:
             pre = {"gmf": trained["GMF"], "mlp": trained["MLP"]} if kind == "NeuMF-pre" else {}
-            trained[kind], row = train_reference(ncf, kind, full, seed=seed,
-                                                 epochs=args.epochs, factors=args.factors,
-                                                 **pre)
+            trained[kind], row = train_reference(
+                ncf, kind, full, seed=seed, epochs=args.epochs, factors=args.factors, **pre
+            )
             rows.append(row)
-            print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()},
-                  flush=True)
+            print(
+                {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True
+            )
     runs = pd.DataFrame(rows)
-    table = runs.groupby("model", sort=False).agg(
-        **{"HR@10": ("HR@10", "mean"), "HR std": ("HR@10", "std"),
-           "NDCG@10": ("NDCG@10", "mean"), "NDCG std": ("NDCG@10", "std"),
-           "best test epochs": ("best test epoch", lambda e: " ".join(map(str, e))),
-           "HR@10 SE": ("HR@10 SE", "mean"), "runs": ("seed", "size")}).reset_index()
+    table = (
+        runs.groupby("model", sort=False)
+        .agg(
+            **{
+                "HR@10": ("HR@10", "mean"),
+                "HR std": ("HR@10", "std"),
+                "NDCG@10": ("NDCG@10", "mean"),
+                "NDCG std": ("NDCG@10", "std"),
+                "best test epochs": ("best test epoch", lambda e: " ".join(map(str, e))),
+                "HR@10 SE": ("HR@10 SE", "mean"),
+                "runs": ("seed", "size"),
+            }
+        )
+        .reset_index()
+    )
     text = markdown_table(table)
     print(text)
     out = Path(args.out)
@@ -153,7 +191,8 @@ def main() -> None:
         f"Reference: `model.py` of guoyang9/NCF at commit {reference_version(args.ncf_repo)}  \n"
         f"Machine: {platform.machine()}, torch {torch.__version__}; test metrics at each "
         f"run's best **test** epoch (the reference's protocol), mean and std over seeds "
-        f"{' '.join(map(str, args.seeds))}.\n\n{text}\n")
+        f"{' '.join(map(str, args.seeds))}.\n\n{text}\n"
+    )
     print(f"written: {out / name}")
 
 

@@ -25,8 +25,9 @@ from unittest import mock
 import pandas as pd
 import torch
 
-from ncf_lib.data import build_dataset, load_ratings
 from ncf_lib import train
+from ncf_lib.dataset import build_dataset
+from ncf_lib.ratings import load_ratings
 from ncf_lib.train import TrainConfig, train_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,8 +43,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="synthetic")
     parser.add_argument("--models", nargs="+", default=["gmf", "mlp", "neumf"])
-    parser.add_argument("--settings", nargs="+", default=["256:0.001", "2048:0.004"],
-                        help="BATCH:LR pairs (default: the seed's, and the opt-in large batch)")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=["256:0.001", "2048:0.004"],
+        help="BATCH:LR pairs (default: the seed's, and the opt-in large batch)",
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
@@ -55,22 +60,46 @@ def main() -> None:
         for setting in args.settings:
             batch, lr, *plain = setting.split(":")
             for seed in args.seeds:
-                config = TrainConfig(epochs=args.epochs, batch_size=int(batch), lr=float(lr),
-                                     seed=seed, progress=False)
+                config = TrainConfig(
+                    epochs=args.epochs,
+                    batch_size=int(batch),
+                    lr=float(lr),
+                    seed=seed,
+                    progress=False,
+                    hand_gradients=True,
+                )
                 swap = mock.patch.object(train, "make_optimizer", _plain_adam)
                 with swap if plain else contextlib.nullcontext():
                     result = train_model(model, data, config)
-                rows.append({"model": model, "batch": int(batch), "lr": float(lr),
-                             "adam": "plain" if plain else "fused", "seed": seed,
-                             "epoch": result.best_epoch, "hr": result.best["test_hr"],
-                             "ndcg": result.best["test_ndcg"],
-                             "s/epoch": result.history["train_seconds"].mean()})
+                rows.append(
+                    {
+                        "model": model,
+                        "batch": int(batch),
+                        "lr": float(lr),
+                        "adam": "plain" if plain else "fused",
+                        "seed": seed,
+                        "epoch": result.best_epoch,
+                        "hr": result.best["test_hr"],
+                        "ndcg": result.best["test_ndcg"],
+                        "s/epoch": result.history["train_seconds"].mean(),
+                    }
+                )
                 print(rows[-1], flush=True)
     runs = pd.DataFrame(rows)
-    table = runs.groupby(["model", "batch", "lr", "adam"], sort=False).agg(
-        **{"HR@10": ("hr", "mean"), "HR std": ("hr", "std"), "NDCG@10": ("ndcg", "mean"),
-           "NDCG std": ("ndcg", "std"), "train s/epoch": ("s/epoch", "mean"),
-           "runs": ("seed", "size")}).reset_index()
+    table = (
+        runs.groupby(["model", "batch", "lr", "adam"], sort=False)
+        .agg(
+            **{
+                "HR@10": ("hr", "mean"),
+                "HR std": ("hr", "std"),
+                "NDCG@10": ("ndcg", "mean"),
+                "NDCG std": ("ndcg", "std"),
+                "train s/epoch": ("s/epoch", "mean"),
+                "runs": ("seed", "size"),
+            }
+        )
+        .reset_index()
+    )
     text = markdown_table(table)
     print(text)
     name = f"large-batch-{Path(args.dataset).name.replace(':', '-')}"
@@ -79,7 +108,8 @@ def main() -> None:
     command = "python benchmarks/large_batch.py " + " ".join(sys.argv[1:])
     (out / f"{name}.md").write_text(
         f"# {name}\n\nCommand: `{command}`\n\n{text}\n\nTest metrics at the epoch chosen on "
-        f"validation ({args.epochs} epochs), mean and std over seeds {args.seeds}.\n")
+        f"validation ({args.epochs} epochs), mean and std over seeds {args.seeds}.\n"
+    )
     print(f"wrote {out / name}.md")
 
 

@@ -42,8 +42,17 @@ class RatingDataset(torch.utils.data.Dataset):
 class NCFData:
     """The seed's ``NCF_Data``: re-index, leave-one-out, negatives, loaders."""
 
-    def __init__(self, ratings, *, num_ng=4, num_ng_test=100, batch_size=256, seed=42,
-                 train_workers=4, test_workers=2):
+    def __init__(
+        self,
+        ratings,
+        *,
+        num_ng=4,
+        num_ng_test=100,
+        batch_size=256,
+        seed=42,
+        train_workers=4,
+        test_workers=2,
+    ):
         self.ratings = ratings
         self.num_ng, self.num_ng_test, self.batch_size = num_ng, num_ng_test, batch_size
         self.train_workers, self.test_workers = train_workers, test_workers
@@ -66,27 +75,37 @@ class NCFData:
 
     def _leave_one_out(self, ratings):
         ratings["rank_latest"] = ratings.groupby(["user_id"])["timestamp"].rank(
-            method="first", ascending=False)
+            method="first", ascending=False
+        )
         test = ratings.loc[ratings["rank_latest"] == 1]
         train = ratings.loc[ratings["rank_latest"] > 1]
         assert train["user_id"].nunique() == test["user_id"].nunique()
         return train[["user_id", "item_id", "rating"]], test[["user_id", "item_id", "rating"]]
 
     def _negative_sampling(self, ratings):
-        status = (ratings.groupby("user_id")["item_id"].apply(set).reset_index()
-                  .rename(columns={"item_id": "interacted_items"}))
+        status = (
+            ratings.groupby("user_id")["item_id"]
+            .apply(set)
+            .reset_index()
+            .rename(columns={"item_id": "interacted_items"})
+        )
         # Python 3.11: random.sample needs a sequence (the seed passed the set itself).
-        status["negative_items"] = status["interacted_items"].apply(lambda x: list(self.item_pool - x))
+        status["negative_items"] = status["interacted_items"].apply(
+            lambda x: list(self.item_pool - x)
+        )
         status["negative_samples"] = status["negative_items"].apply(
-            lambda x: random.sample(x, self.num_ng_test))
+            lambda x: random.sample(x, self.num_ng_test)
+        )
         return status[["user_id", "negative_items", "negative_samples"]]
 
     def get_train_instance(self):
         users, items, ratings = [], [], []
-        train_ratings = pd.merge(self.train_ratings, self.negatives[["user_id", "negative_items"]],
-                                 on="user_id")
+        train_ratings = pd.merge(
+            self.train_ratings, self.negatives[["user_id", "negative_items"]], on="user_id"
+        )
         train_ratings["negatives"] = train_ratings["negative_items"].apply(
-            lambda x: random.sample(x, self.num_ng))
+            lambda x: random.sample(x, self.num_ng)
+        )
         for row in train_ratings.itertuples():
             users.append(int(row.user_id))
             items.append(int(row.item_id))
@@ -96,13 +115,15 @@ class NCFData:
                 items.append(int(row.negatives[i]))
                 ratings.append(float(0))
         dataset = RatingDataset(users, items, ratings)
-        return torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, shuffle=True,
-                                           num_workers=self.train_workers)
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=True, num_workers=self.train_workers
+        )
 
     def get_test_instance(self):
         users, items, ratings = [], [], []
-        test_ratings = pd.merge(self.test_ratings,
-                                self.negatives[["user_id", "negative_samples"]], on="user_id")
+        test_ratings = pd.merge(
+            self.test_ratings, self.negatives[["user_id", "negative_samples"]], on="user_id"
+        )
         for row in test_ratings.itertuples():
             users.append(int(row.user_id))
             items.append(int(row.item_id))
@@ -112,14 +133,16 @@ class NCFData:
                 items.append(int(i))
                 ratings.append(float(0))
         dataset = RatingDataset(users, items, ratings)
-        return torch.utils.data.DataLoader(dataset, batch_size=self.num_ng_test + 1,
-                                           shuffle=False, num_workers=self.test_workers)
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=self.num_ng_test + 1, shuffle=False, num_workers=self.test_workers
+        )
 
 
 def read_ratings_dat(path):
     """The seed's parser: pandas' python engine on '::'."""
-    return pd.read_csv(path, sep="::", names=["user_id", "item_id", "rating", "timestamp"],
-                       engine="python")
+    return pd.read_csv(
+        path, sep="::", names=["user_id", "item_id", "rating", "timestamp"], engine="python"
+    )
 
 
 class NeuMF(nn.Module):
@@ -138,8 +161,12 @@ class NeuMF(nn.Module):
             self.fc_layers.append(nn.ReLU())
         self.affine_output = nn.Linear(layers[-1] + factor_num, 1)
         self.logistic = nn.Sigmoid()
-        for emb in (self.embedding_user_mlp, self.embedding_item_mlp,
-                    self.embedding_user_mf, self.embedding_item_mf):
+        for emb in (
+            self.embedding_user_mlp,
+            self.embedding_item_mlp,
+            self.embedding_user_mf,
+            self.embedding_item_mf,
+        ):
             nn.init.normal_(emb.weight, std=0.01)
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -147,13 +174,17 @@ class NeuMF(nn.Module):
                 m.bias.data.zero_()
 
     def forward(self, user_indices, item_indices):
-        mlp_vector = torch.cat([self.embedding_user_mlp(user_indices),
-                                self.embedding_item_mlp(item_indices)], dim=-1)
-        mf_vector = torch.mul(self.embedding_user_mf(user_indices),
-                              self.embedding_item_mf(item_indices))
+        mlp_vector = torch.cat(
+            [self.embedding_user_mlp(user_indices), self.embedding_item_mlp(item_indices)], dim=-1
+        )
+        mf_vector = torch.mul(
+            self.embedding_user_mf(user_indices), self.embedding_item_mf(item_indices)
+        )
         for layer in self.fc_layers:
             mlp_vector = layer(mlp_vector)
-        return self.logistic(self.affine_output(torch.cat([mlp_vector, mf_vector], dim=-1))).squeeze()
+        return self.logistic(
+            self.affine_output(torch.cat([mlp_vector, mf_vector], dim=-1))
+        ).squeeze()
 
 
 def hit(ng_item, pred_items):

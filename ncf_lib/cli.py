@@ -1,8 +1,9 @@
-"""Command line: ``python -m ncf_lib {info,train,evaluate,recommend}``.
+"""Command line: ``python -m ncf_lib {info,train,evaluate,recommend,reproduce}``.
 
-Thin by design: parse arguments, call the package, print. Errors a user can fix (a missing
-file, an unknown dataset or user, a bad value) are printed as one line on stderr with exit
-code 2, without a traceback.
+Thin by design: parse arguments, call the package, print. Errors a user can fix
+(:class:`ncf_lib.errors.UserError`: a missing file, a bad format, a bad value, an unknown
+user, a failed download) are printed as one line on stderr with exit code 2; anything else
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,17 +13,21 @@ import os
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from ncf_lib.data import DataFormatError, NCFData, build_dataset, load_ratings
-from ncf_lib.download import DownloadError
-from ncf_lib.metrics import PopularityScorer, RandomScorer, evaluate, full_ranking_metrics
+from ncf_lib.baselines import PopularityScorer, RandomScorer
+from ncf_lib.checkpoints import load_checkpoint
+from ncf_lib.dataset import NCFData, build_dataset
+from ncf_lib.errors import CheckpointError, ConfigError, UnknownIdError, UserError
+from ncf_lib.metrics import evaluate, full_ranking_metrics
 from ncf_lib.models import MODELS, ModelConfig
+from ncf_lib.pretraining import FINETUNE, pretrain_neumf
+from ncf_lib.ratings import load_ratings
 from ncf_lib.recommend import recommend, recommendation_table
-from ncf_lib.train import (FINETUNE, FitResult, TrainConfig, fit, load_checkpoint, pretrained_neumf,
-                           resolve_device, seed_everything, train_model)
+from ncf_lib.train import TrainConfig, resolve_device, train_model
 
 DATASET_HELP = (
     "ml-1m (default), ml-100k, ml-20m, ml-25m, ml-latest-small (downloaded once into "
@@ -30,11 +35,8 @@ DATASET_HELP = (
     "path to a ratings file or an extracted MovieLens folder"
 )
 
-#: Exceptions that mean "the user asked for something that cannot be done", not a bug.
-USER_ERRORS = (FileNotFoundError, DownloadError, DataFormatError, ValueError, KeyError)
 
-
-class UsageError(ValueError):
+class UsageError(ConfigError):
     """A bad combination of arguments."""
 
 
@@ -78,35 +80,59 @@ def _slug(text: str) -> str:
 
 
 def _print_epoch(row: dict, k: int) -> None:
-    val = (f"   val HR@{k} {row['val_hr']:.3f} NDCG@{k} {row['val_ndcg']:.3f}"
-           if "val_hr" in row else "")
+    val = (
+        f"   val HR@{k} {row['val_hr']:.3f} NDCG@{k} {row['val_ndcg']:.3f}"
+        if "val_hr" in row
+        else ""
+    )
     loss = "(before training)" if row["epoch"] == 0 else f"loss {row['loss']:.4f}"
-    print(f"epoch {row['epoch']:03d}  {loss}  test HR@{k} {row['test_hr']:.3f} "
-          f"NDCG@{k} {row['test_ndcg']:.3f}{val}   train {row['train_seconds']:.1f} s  "
-          f"eval {row['eval_seconds']:.2f} s", flush=True)
+    print(
+        f"epoch {row['epoch']:03d}  {loss}  test HR@{k} {row['test_hr']:.3f} "
+        f"NDCG@{k} {row['test_ndcg']:.3f}{val}   train {row['train_seconds']:.1f} s  "
+        f"eval {row['eval_seconds']:.2f} s",
+        flush=True,
+    )
 
 
-def _stage(name: str, data: NCFData, args: argparse.Namespace, model_config: ModelConfig,
-           *, model=None, lr: float | None = None, optimizer: str | None = None,
-           evaluate_start: bool = False) -> FitResult:
-    """Train one model (fresh, or the given pre-trained one) and report where things went."""
-    tag = f"{_slug(data.name)}-{name}"
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=lr or args.lr,
-        optimizer=optimizer or args.optimizer, l2=args.l2, num_ng=args.num_ng, top_k=args.top_k,
-        seed=args.seed, select_on=args.select_on, patience=args.patience,
-        evaluate_start=evaluate_start,
-        log_dir=None if args.no_log else str(Path(args.log_dir) / f"{tag}-{time.strftime('%Y%m%d-%H%M%S')}"),
-        checkpoint=str(Path(args.out) / f"{tag}.pt"), device=args.device,
+def _train_config(args: argparse.Namespace, data: NCFData) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        l2=args.l2,
+        num_ng=args.num_ng,
+        top_k=args.top_k,
+        seed=args.seed,
+        select_on=args.select_on,
+        patience=args.patience,
+        hand_gradients=args.engine == "hand",
+        device=args.device,
         progress=not args.no_progress,
     )
-    print(f"== {name}: {config.epochs} epochs, {config.optimizer} lr {config.lr}, "
-          f"batch {config.batch_size}, {config.num_ng} negatives per positive, "
-          f"selecting on {config.select_on} ==", flush=True)
-    on_epoch = lambda row: _print_epoch(row, config.top_k)  # noqa: E731
-    if model is None:
-        return train_model(name, data, config, model_config, on_epoch=on_epoch)
-    return fit(model, data, config, on_epoch=on_epoch)
+
+
+def _stage(args: argparse.Namespace, data: NCFData):
+    """``(name, config) -> config`` for one stage: its own checkpoint and TensorBoard
+    folder, announced on stdout."""
+
+    def configure(name: str, config: TrainConfig) -> TrainConfig:
+        tag = f"{_slug(data.name)}-{name}"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        config = replace(
+            config,
+            checkpoint=str(Path(args.out) / f"{tag}.pt"),
+            log_dir=None if args.no_log else str(Path(args.log_dir) / f"{tag}-{stamp}"),
+        )
+        print(
+            f"== {name}: {config.epochs} epochs, {config.optimizer} lr {config.lr}, "
+            f"batch {config.batch_size}, {config.num_ng} negatives per positive, "
+            f"selecting on {config.select_on} ==",
+            flush=True,
+        )
+        return config
+
+    return configure
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -114,50 +140,70 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise UsageError("--pretrain needs --model neumf")
     if (args.gmf or args.mlp) and not args.pretrain:
         raise UsageError("--gmf/--mlp are the pre-trained parts of --pretrain")
-    for ckpt in (args.gmf, args.mlp):
-        if ckpt and not Path(ckpt).is_file():
-            raise FileNotFoundError(f"{ckpt}: no such checkpoint")
+    parts = {
+        name: load_checkpoint(path).model
+        for name, path in (("gmf", args.gmf), ("mlp", args.mlp))
+        if path
+    }
     model_config = ModelConfig(args.factor_num, tuple(args.layers), args.dropout)
     resolve_device(args.device)
     clock = time.perf_counter()
-    data = build_dataset(load_ratings(args.dataset, args.data_dir),
-                         num_ng_test=args.num_ng_test, seed=args.seed,
-                         validation=args.select_on == "validation")
-    print(f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items, "
-          f"{data.n_train:,} training positives, {data.test.users.size:,} test users x "
-          f"{data.test.candidates.shape[1]} candidates ({time.perf_counter() - clock:.1f} s)")
+    data = build_dataset(
+        load_ratings(args.dataset, args.data_dir),
+        num_ng_test=args.num_ng_test,
+        seed=args.seed,
+        validation=args.select_on == "validation",
+    )
+    print(
+        f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items, "
+        f"{data.n_train:,} training positives, {data.test.users.size:,} test users x "
+        f"{data.test.candidates.shape[1]} candidates ({time.perf_counter() - clock:.1f} s)"
+    )
     pop = evaluate(PopularityScorer.fit(data), data.test, args.top_k)
-    print(f"reference: popularity test HR@{args.top_k} {pop['hr']:.3f} "
-          f"NDCG@{args.top_k} {pop['ndcg']:.3f}", flush=True)
-
+    print(
+        f"reference: popularity test HR@{args.top_k} {pop['hr']:.3f} "
+        f"NDCG@{args.top_k} {pop['ndcg']:.3f}",
+        flush=True,
+    )
+    config, stage = _train_config(args, data), _stage(args, data)
+    on_epoch = lambda row: _print_epoch(row, config.top_k)  # noqa: E731
     if args.pretrain:
-        parts = {}
-        for part, ckpt in (("gmf", args.gmf), ("mlp", args.mlp)):
-            if ckpt:
-                parts[part] = load_checkpoint(ckpt).model
-                print(f"== {part}: loaded from {ckpt} ==")
-            else:
-                parts[part] = _stage(part, data, args, model_config).model
-        seed_everything(args.seed)
-        model = pretrained_neumf(parts["gmf"], parts["mlp"], args.alpha)
-        result = _stage("neumf-pretrained", data, args, model_config, model=model,
-                        lr=args.finetune_lr, optimizer=args.finetune_optimizer,
-                        evaluate_start=True)
+        for name in parts:
+            print(f"== {name}: loaded from {getattr(args, name)} ==")
+        result = pretrain_neumf(
+            data,
+            config,
+            model_config,
+            alpha=args.alpha,
+            gmf=parts.get("gmf"),
+            mlp=parts.get("mlp"),
+            finetune={"lr": args.finetune_lr, "optimizer": args.finetune_optimizer},
+            stage_config=stage,
+            on_epoch=on_epoch,
+        ).neumf
     else:
-        result = _stage(args.model, data, args, model_config)
+        result = train_model(
+            args.model, data, stage(args.model, config), model_config, on_epoch=on_epoch
+        )
 
     k = args.top_k
     best = result.best
     print(f"done in {time.perf_counter() - clock:.1f} s; best epoch chosen on {args.select_on}")
     print(f"checkpoint: {result.checkpoint}")
     if not args.no_log:
-        print(f"TensorBoard logs: {args.log_dir}/  (make tensorboard, or "
-              f"tensorboard --logdir {args.log_dir})")
+        print(
+            f"TensorBoard logs: {args.log_dir}/  (make tensorboard, or "
+            f"tensorboard --logdir {args.log_dir})"
+        )
     if "val_hr" in best:
-        print(f"validation at that epoch: HR@{k} = {best['val_hr']:.3f}, "
-              f"NDCG@{k} = {best['val_ndcg']:.3f}")
-    print(f"Best epoch {result.best_epoch:03d}: HR = {best['test_hr']:.3f}, "
-          f"NDCG = {best['test_ndcg']:.3f}")
+        print(
+            f"validation at that epoch: HR@{k} = {best['val_hr']:.3f}, "
+            f"NDCG@{k} = {best['val_ndcg']:.3f}"
+        )
+    print(
+        f"Best epoch {result.best_epoch:03d}: HR = {best['test_hr']:.3f}, "
+        f"NDCG = {best['test_ndcg']:.3f}"
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -170,39 +216,54 @@ def _checkpoint_and_data(args: argparse.Namespace):
     dataset = args.dataset or ckpt.dataset
     ratings = load_ratings(dataset, args.data_dir)
     data = build_dataset(ratings, **ckpt.data)
-    if not (np.array_equal(data.user_ids, ckpt.user_ids)
-            and np.array_equal(data.item_ids, ckpt.item_ids)):
-        raise ValueError(f"{args.checkpoint} was trained on other users or items than "
-                         f"--dataset {dataset}")
+    if not (
+        np.array_equal(data.user_ids, ckpt.user_ids)
+        and np.array_equal(data.item_ids, ckpt.item_ids)
+    ):
+        raise CheckpointError(
+            f"{args.checkpoint} was trained on other users or items than --dataset {dataset}"
+        )
     return ckpt, ratings, data
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     ckpt, _, data = _checkpoint_and_data(args)
     k = args.top_k
-    print(f"checkpoint: {args.checkpoint} ({type(ckpt.model).__name__}, epoch {ckpt.epoch}, "
-          f"data {data.name})")
-    scorers = {"model": ckpt.model.score, "popularity": PopularityScorer.fit(data),
-               "random": RandomScorer(args.seed)}
-    print(f"{'scorer':<12} {'split':<11} {'HR@%d' % k:>8} {'NDCG@%d' % k:>8}"
-          f" {'full HR@%d' % k:>11} {'full NDCG@%d' % k:>12}")
+    print(
+        f"checkpoint: {args.checkpoint} ({type(ckpt.model).__name__}, epoch {ckpt.epoch}, "
+        f"data {data.name})"
+    )
+    scorers = {
+        "model": ckpt.model.score,
+        "popularity": PopularityScorer.fit(data),
+        "random": RandomScorer(args.seed),
+    }
+    print(
+        f"{'scorer':<12} {'split':<11} {f'HR@{k}':>8} {f'NDCG@{k}':>8}"
+        f" {f'full HR@{k}':>11} {f'full NDCG@{k}':>12}"
+    )
     for name, scorer in scorers.items():
         for split, eval_set in (("validation", data.validation), ("test", data.test)):
             if eval_set is None:
                 continue
             sampled = evaluate(scorer, eval_set, k)
-            full = full_ranking_metrics(scorer, data, eval_set, k,
-                                        exclude=data.validation if split == "test" else None)
-            print(f"{name:<12} {split:<11} {sampled['hr']:8.3f} {sampled['ndcg']:8.3f}"
-                  f" {full['hr']:11.3f} {full['ndcg']:12.3f}")
+            full = full_ranking_metrics(
+                scorer, data, eval_set, k, exclude=data.validation if split == "test" else None
+            )
+            print(
+                f"{name:<12} {split:<11} {sampled['hr']:8.3f} {sampled['ndcg']:8.3f}"
+                f" {full['hr']:11.3f} {full['ndcg']:12.3f}"
+            )
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
     ckpt, ratings, data = _checkpoint_and_data(args)
     where = np.searchsorted(data.user_ids, args.user)
     if where >= data.n_users or data.user_ids[where] != args.user:
-        raise KeyError(f"user {args.user} is not in {data.name} (original user ids run from "
-                       f"{data.user_ids[0]} to {data.user_ids[-1]})")
+        raise UnknownIdError(
+            f"user {args.user} is not in {data.name} (original user ids run from "
+            f"{data.user_ids[0]} to {data.user_ids[-1]})"
+        )
     rated = ratings.ratings.loc[ratings.ratings["user_id"] == args.user, "item_id"].to_numpy()
     history = np.searchsorted(data.item_ids, rated)
     items, probs = recommend(ckpt.model, int(where), args.k, exclude=history)
@@ -217,36 +278,49 @@ def cmd_recommend(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from ncf_lib import experiments as E
+    from ncf_lib import grid, report, runner
 
-    data, full = E.build_splits(load_ratings(args.dataset, args.data_dir), seed=42)
+    data, full = grid.build_splits(load_ratings(args.dataset, args.data_dir), seed=42)
     out = Path(args.out or Path("results") / _slug(args.dataset))
-    specs = E.paper_grid(args.seeds, args.epochs, args.study_epochs, args.factors)
+    specs = grid.paper_grid(args.seeds, args.epochs, args.study_epochs, args.factors)
     if args.only_main:
         specs = [s for s in specs if s.study == "main"]
-    done = set(E.read_results(out / "results.csv")["key"])
+    done = set(runner.read_results(out / "results.csv")["key"])
     todo = [s for s in specs if s.key not in done]
-    speed = E.seconds_per_million_rows(data)
+    speed = grid.seconds_per_million_rows(data)
     if args.jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-    minutes = E.estimate_seconds(todo, data, speed) / 60 / min(args.jobs, os.cpu_count() or 1)
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    minutes = grid.estimate_seconds(todo, data, speed) / 60 / min(args.jobs, os.cpu_count() or 1)
     print(f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items")
-    print(f"{len(todo)} runs to do ({len(specs) - len(todo)} already in {out}/results.csv); "
-          f"estimated {minutes:.0f} min of training on this machine", flush=True)
+    print(
+        f"{len(todo)} runs to do ({len(specs) - len(todo)} already in {out}/results.csv); "
+        f"estimated {minutes:.0f} min of training on this machine",
+        flush=True,
+    )
 
     def show(row: dict) -> None:
-        print(f"{row['study']:<9} {row['model']:<9} f={row['factors']:<3} seed={row['seed']} "
-              f"ng={row['num_ng']} depth={row['depth']}  HR@10 {row['hr@10']:.3f} "
-              f"NDCG@10 {row['ndcg@10']:.3f}  full HR@10 {row['full_hr@10']:.3f}  "
-              f"epoch {row['epoch']}  {row['seconds']:.0f} s", flush=True)
+        print(
+            f"{row['study']:<9} {row['model']:<9} f={row['factors']:<3} seed={row['seed']} "
+            f"ng={row['num_ng']} depth={row['depth']}  HR@10 {row['hr@10']:.3f} "
+            f"NDCG@10 {row['ndcg@10']:.3f}  full HR@10 {row['full_hr@10']:.3f}  "
+            f"epoch {row['epoch']}  {row['seconds']:.0f} s",
+            flush=True,
+        )
 
-    results = E.run_grid(todo, data, out / "results.csv", full=full,
-                         history_path=out / "history.csv", on_row=show, jobs=args.jobs)
+    results = runner.run_grid(
+        todo,
+        data,
+        out / "results.csv",
+        full=full,
+        history_path=out / "history.csv",
+        on_row=show,
+        jobs=args.jobs,
+    )
     results = results[results["key"].isin({s.key for s in specs})]
-    histories = E.read_results(out / "history.csv")
-    report = E.write_report(results, histories, out, data.name)
-    print(E.markdown_summary(E.summary(results)))
-    print(f"report: {report}")
+    histories = runner.read_results(out / "history.csv")
+    summary_path = report.write_report(results, histories, out, data.name)
+    print(report.markdown_summary(report.summary(results)))
+    print(f"report: {summary_path}")
 
 
 # --------------------------------------------------------------------------------------
@@ -255,11 +329,16 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 def _data_arguments(parser: argparse.ArgumentParser, *, dataset_default: str | None) -> None:
-    parser.add_argument("--dataset", default=dataset_default,
-                        help=DATASET_HELP if dataset_default else
-                        "override the dataset recorded in the checkpoint")
-    parser.add_argument("--data-dir", default=None,
-                        help="download cache (default: $NCF_DATA_DIR or data/ in the repository)")
+    parser.add_argument(
+        "--dataset",
+        default=dataset_default,
+        help=DATASET_HELP if dataset_default else "override the dataset recorded in the checkpoint",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="download cache (default: $NCF_DATA_DIR or data/ in the repository)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,63 +350,124 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="summarise a dataset and its leave-one-out split")
     _data_arguments(info, dataset_default="ml-1m")
-    info.add_argument("--num-ng-test", type=int, default=99,
-                      help="sampled negatives per held-out item (default 99)")
+    info.add_argument(
+        "--num-ng-test",
+        type=int,
+        default=99,
+        help="sampled negatives per held-out item (default 99)",
+    )
     info.add_argument("--seed", type=int, default=42, help="seed of the candidates")
     info.set_defaults(run=cmd_info)
 
     d = TrainConfig()
     m = ModelConfig()
     train = commands.add_parser(
-        "train", help="train GMF, MLP or NeuMF", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train",
+        help="train GMF, MLP, NeuMF (--pretrain: with pre-training) or MF",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Train a model with leave-one-out evaluation (HR@K, NDCG@K over 1 held-out + 99\n"
             "sampled items). Model selection: by default each user's second-latest\n"
             "interaction is a validation item; the epoch with the best validation HR is\n"
             "kept and its TEST metrics are reported (per-epoch test metrics are printed to\n"
             "show the curve). --select-on test picks the epoch on the test items, as the\n"
-            "seed notebook and the paper's code do: optimistic, for comparison only."))
+            "paper's code and popular ports do: optimistic, for comparison only."
+        ),
+    )
     _data_arguments(train, dataset_default="ml-1m")
     train.add_argument("--model", default="neumf", choices=list(MODELS))
     train.add_argument("--epochs", type=int, default=d.epochs, help="epochs (each stage)")
     train.add_argument("--batch-size", type=int, default=d.batch_size)
     train.add_argument("--lr", type=float, default=d.lr, help="learning rate")
     train.add_argument("--optimizer", choices=["adam", "sgd"], default=d.optimizer)
-    train.add_argument("--l2", type=float, default=d.l2,
-                       help="L2 penalty on the embedding rows of each batch (default 0)")
-    train.add_argument("--factor-num", type=int, default=m.factor_num,
-                       help="predictive factors (GMF embedding size)")
-    train.add_argument("--layers", type=int, nargs="+", default=list(m.layers),
-                       help="MLP widths; the first is the concatenated user+item embedding")
-    train.add_argument("--dropout", type=float, default=m.dropout,
-                       help="dropout after each hidden MLP layer (default 0, as the paper; "
-                            "the seed declared 0.2 but never applied it)")
-    train.add_argument("--num-ng", type=int, default=d.num_ng,
-                       help="training negatives per positive, re-sampled every epoch")
-    train.add_argument("--num-ng-test", type=int, default=99,
-                       help="sampled negatives per held-out item (default 99: the paper's 100 "
-                            "candidates; the seed used 100)")
+    train.add_argument(
+        "--l2",
+        type=float,
+        default=d.l2,
+        help="L2 penalty on the embedding rows of each batch (default 0)",
+    )
+    train.add_argument(
+        "--factor-num",
+        type=int,
+        default=m.factor_num,
+        help="predictive factors (GMF embedding size)",
+    )
+    train.add_argument(
+        "--layers",
+        type=int,
+        nargs="+",
+        default=list(m.layers),
+        help="MLP widths; the first is the concatenated user+item embedding",
+    )
+    train.add_argument(
+        "--dropout",
+        type=float,
+        default=m.dropout,
+        help="dropout after each hidden MLP layer (default 0, as the paper)",
+    )
+    train.add_argument(
+        "--num-ng",
+        type=int,
+        default=d.num_ng,
+        help="training negatives per positive, re-sampled every epoch",
+    )
+    train.add_argument(
+        "--num-ng-test",
+        type=int,
+        default=99,
+        help="sampled negatives per held-out item (default 99: the paper's 100 candidates)",
+    )
     train.add_argument("--top-k", type=int, default=d.top_k)
     train.add_argument("--seed", type=int, default=d.seed)
-    train.add_argument("--select-on", choices=["validation", "test"], default=d.select_on,
-                       help="which held-out items choose the best epoch (default validation)")
-    train.add_argument("--patience", type=int, default=None,
-                       help="early stopping: epochs without a better selection HR")
-    train.add_argument("--pretrain", action="store_true",
-                       help="with --model neumf: train GMF and MLP first (or load --gmf/--mlp), "
-                            "then fine-tune NeuMF initialised from them")
+    train.add_argument(
+        "--select-on",
+        choices=["validation", "test"],
+        default=d.select_on,
+        help="which held-out items choose the best epoch (default validation)",
+    )
+    train.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="early stopping: epochs without a better selection HR",
+    )
+    train.add_argument(
+        "--pretrain",
+        action="store_true",
+        help="with --model neumf: train GMF and MLP first (or load --gmf/--mlp), "
+        "then fine-tune NeuMF initialised from them",
+    )
     train.add_argument("--gmf", metavar="CKPT", help="pre-trained GMF checkpoint")
     train.add_argument("--mlp", metavar="CKPT", help="pre-trained MLP checkpoint")
-    train.add_argument("--alpha", type=float, default=0.5,
-                       help="weight of GMF in the pre-trained output layer (paper: 0.5)")
-    train.add_argument("--finetune-optimizer", choices=["adam", "sgd"], default=FINETUNE["optimizer"],
-                       help="optimiser of the pre-trained NeuMF (paper: sgd)")
-    train.add_argument("--finetune-lr", type=float, default=FINETUNE["lr"],
-                       help="learning rate of the pre-trained NeuMF")
+    train.add_argument(
+        "--alpha",
+        type=float,
+        default=0.5,
+        help="weight of GMF in the pre-trained output layer (paper: 0.5)",
+    )
+    train.add_argument(
+        "--finetune-optimizer",
+        choices=["adam", "sgd"],
+        default=FINETUNE["optimizer"],
+        help="optimiser of the pre-trained NeuMF (paper: sgd)",
+    )
+    train.add_argument(
+        "--finetune-lr",
+        type=float,
+        default=FINETUNE["lr"],
+        help="learning rate of the pre-trained NeuMF",
+    )
     train.add_argument("--out", default="checkpoints", help="checkpoint folder")
     train.add_argument("--log-dir", default="runs", help="TensorBoard folder")
     train.add_argument("--no-log", action="store_true", help="no TensorBoard logs")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    train.add_argument(
+        "--engine",
+        choices=["hand", "autograd"],
+        default="hand",
+        help="gradients on the CPU: hand (default; ncf_lib.hand_gradients, the "
+        "same numbers as autograd, faster) or autograd",
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(run=cmd_train)
 
@@ -346,21 +486,28 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(run=cmd_recommend)
 
     rep = commands.add_parser(
-        "reproduce", help="the paper's results table and studies, with MF and ItemPop",
+        "reproduce",
+        help="the paper's results table and studies, with MF and ItemPop",
         description="Train every model of the paper's table (ItemPop, MF, GMF, MLP, NeuMF, "
-                    "NeuMF with pre-training) over several seeds, plus the studies (factors, "
-                    "negatives, depth). Resumes from OUT/results.csv; writes OUT/summary.md "
-                    "and plots.")
+        "NeuMF with pre-training) over several seeds, plus the studies (factors, "
+        "negatives, depth). Resumes from OUT/results.csv; writes OUT/summary.md "
+        "and plots.",
+    )
     _data_arguments(rep, dataset_default="ml-1m")
     rep.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     rep.add_argument("--epochs", type=int, default=20, help="epochs of the main runs")
-    rep.add_argument("--study-epochs", type=int, default=10,
-                     help="epochs of the negatives and depth studies")
+    rep.add_argument(
+        "--study-epochs", type=int, default=10, help="epochs of the negatives and depth studies"
+    )
     rep.add_argument("--factors", type=int, nargs="+", default=[8, 16, 32, 64])
     rep.add_argument("--only-main", action="store_true", help="skip the studies")
-    rep.add_argument("--jobs", type=int, default=1,
-                     help="runs trained at once, one thread each (default 1; use the number "
-                          "of cores: 2 halves the time on 2 cores)")
+    rep.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained at once, one thread each (default 1; use the number "
+        "of cores: 2 halves the time on 2 cores)",
+    )
     rep.add_argument("--out", default=None, help="results folder (default results/DATASET)")
     rep.set_defaults(run=cmd_reproduce)
     return parser
@@ -370,9 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except USER_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ncf_lib.errors import ConfigError, UserError
+
 #: Environment variable that overrides the default cache folder.
 DATA_DIR_ENV = "NCF_DATA_DIR"
 
@@ -53,7 +55,7 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A dataset could not be downloaded or verified; the message says what to do by hand."""
 
 
@@ -175,7 +177,7 @@ def fetch(name: str, data_dir: Path | str | None = None, *, progress: bool = Tru
         progress: show a progress bar while downloading.
     """
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     spec = DATASETS[name]
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     folder = root / name

@@ -14,11 +14,13 @@ def plot_long_tail(ratings: pd.DataFrame, title: str = "") -> Figure:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     popularity = np.sort(ratings["item_id"].value_counts().to_numpy())[::-1]
     left.loglog(np.arange(1, popularity.size + 1), popularity)
-    left.set(xlabel="item rank (most rated first)", ylabel="ratings of the item",
-             title="Item popularity")
+    left.set(
+        xlabel="item rank (most rated first)", ylabel="ratings of the item", title="Item popularity"
+    )
     share = popularity[: max(1, popularity.size // 10)].sum() / popularity.sum()
-    left.annotate(f"top 10% of items: {share:.0%} of ratings", xy=(0.05, 0.08),
-                  xycoords="axes fraction")
+    left.annotate(
+        f"top 10% of items: {share:.0%} of ratings", xy=(0.05, 0.08), xycoords="axes fraction"
+    )
     activity = ratings["user_id"].value_counts().to_numpy()
     right.hist(activity, bins=np.logspace(np.log10(activity.min()), np.log10(activity.max()), 40))
     right.set(xscale="log", xlabel="ratings of the user", ylabel="users", title="User activity")
@@ -29,8 +31,9 @@ def plot_long_tail(ratings: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
-def plot_history(histories: dict[str, pd.DataFrame], k: int = 10,
-                 best_epochs: dict[str, int] | None = None) -> Figure:
+def plot_history(
+    histories: dict[str, pd.DataFrame], k: int = 10, best_epochs: dict[str, int] | None = None
+) -> Figure:
     """Training loss and test HR@K per epoch for one or more runs.
 
     A dot marks each run's selected epoch (``best_epochs``), so the gap between the chosen
@@ -38,14 +41,17 @@ def plot_history(histories: dict[str, pd.DataFrame], k: int = 10,
     """
     fig, (loss_ax, hr_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, hist in histories.items():
-        line, = loss_ax.plot(hist["epoch"], hist["loss"], marker=".", label=name)
+        (line,) = loss_ax.plot(hist["epoch"], hist["loss"], marker=".", label=name)
         hr_ax.plot(hist["epoch"], hist["test_hr"], marker=".", color=line.get_color(), label=name)
         if best_epochs and name in best_epochs:
             row = hist.loc[hist["epoch"] == best_epochs[name]].iloc[0]
             hr_ax.plot(row["epoch"], row["test_hr"], "o", ms=9, mfc="none", color=line.get_color())
     loss_ax.set(xlabel="epoch", ylabel="training loss (BCE)", title="Training loss")
-    hr_ax.set(xlabel="epoch", ylabel=f"test HR@{k}",
-              title=f"Test HR@{k} (circle: epoch chosen on validation)")
+    hr_ax.set(
+        xlabel="epoch",
+        ylabel=f"test HR@{k}",
+        title=f"Test HR@{k} (circle: epoch chosen on validation)",
+    )
     for ax in (loss_ax, hr_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -54,8 +60,9 @@ def plot_history(histories: dict[str, pd.DataFrame], k: int = 10,
     return fig
 
 
-def plot_results(results: pd.DataFrame, published: pd.DataFrame | None = None,
-                 k: int = 10) -> Figure:
+def plot_results(
+    results: pd.DataFrame, published: pd.DataFrame | None = None, k: int = 10
+) -> Figure:
     """HR@K and NDCG@K per model, ours beside published numbers.
 
     Args:
@@ -69,8 +76,12 @@ def plot_results(results: pd.DataFrame, published: pd.DataFrame | None = None,
     for ax, metric in zip(axes, ("hr", "ndcg")):
         for j, (label, table) in enumerate(tables.items()):
             values = table.set_index("model")[metric].reindex(models)
-            bars = ax.bar(np.arange(len(models)) + (j - (len(tables) - 1) / 2) * width,
-                          values.to_numpy(dtype=float), width, label=label)
+            bars = ax.bar(
+                np.arange(len(models)) + (j - (len(tables) - 1) / 2) * width,
+                values.to_numpy(dtype=float),
+                width,
+                label=label,
+            )
             ax.bar_label(bars, fmt="%.3f", fontsize=7)
         ax.set_xticks(np.arange(len(models)), models, rotation=15)
         ax.set(ylabel=f"{metric.upper()}@{k}", title=f"{metric.upper()}@{k} by model")
@@ -94,8 +105,9 @@ def plot_speed(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_study(results: pd.DataFrame, x: str, title: str, k: int = 10,
-               published: pd.DataFrame | None = None) -> Figure:
+def plot_study(
+    results: pd.DataFrame, x: str, title: str, k: int = 10, published: pd.DataFrame | None = None
+) -> Figure:
     """HR@K and NDCG@K (means over seeds) against one setting, a line per model.
 
     Args:
@@ -108,7 +120,7 @@ def plot_study(results: pd.DataFrame, x: str, title: str, k: int = 10,
     for ax, metric, short in zip(axes, (f"hr@{k}", f"ndcg@{k}"), ("hr", "ndcg")):
         for model, part in means.groupby(level=0, sort=False):
             part = part.sort_index(level=1)
-            line, = ax.plot(part.index.get_level_values(1), part[metric], marker="o", label=model)
+            (line,) = ax.plot(part.index.get_level_values(1), part[metric], marker="o", label=model)
             if published is not None and x == "factors":
                 pub = published[published["model"] == model]
                 ax.plot(pub["factors"], pub[short], "x", ms=9, color=line.get_color())

@@ -10,8 +10,9 @@ from ncf_lib.models import Recommender
 
 
 @torch.inference_mode()
-def recommend(model: Recommender, user: int, k: int = 10, *,
-              exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def recommend(
+    model: Recommender, user: int, k: int = 10, *, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` highest-scoring items for one (contiguous) user id.
 
     Args:
@@ -34,12 +35,15 @@ def recommend(model: Recommender, user: int, k: int = 10, *,
     return top.indices.cpu().numpy(), torch.sigmoid(top.values).cpu().numpy()
 
 
-def recommendation_table(items: np.ndarray, probabilities: np.ndarray, item_ids: np.ndarray,
-                         titles: np.ndarray | None) -> pd.DataFrame:
+def recommendation_table(
+    items: np.ndarray, probabilities: np.ndarray, item_ids: np.ndarray, titles: np.ndarray | None
+) -> pd.DataFrame:
     """A table of recommendations: rank, original item id, title, probability."""
-    return pd.DataFrame({
-        "rank": np.arange(1, items.size + 1),
-        "item_id": item_ids[items],
-        "title": titles[items] if titles is not None else "",
-        "probability": probabilities.round(3),
-    })
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, items.size + 1),
+            "item_id": item_ids[items],
+            "title": titles[items] if titles is not None else "",
+            "probability": probabilities.round(3),
+        }
+    )

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ncf_lib.data import Ratings, build_dataset, synthetic_ratings, synthetic_movies
+from ncf_lib.dataset import build_dataset
+from ncf_lib.ratings import Ratings
+from ncf_lib.synthetic import synthetic_movies, synthetic_ratings
 
 REPO = Path(__file__).resolve().parent.parent
 ML100K = REPO.parent / "shared" / "data" / "ml-100k"
@@ -27,5 +29,7 @@ def small_data(small_ratings):
 @pytest.fixture(scope="session")
 def ml100k_dir() -> Path:
     if not (ML100K / "u.data").is_file():
-        pytest.skip(f"real MovieLens-100K not found at {ML100K} (only CI and team machines have it)")
+        pytest.skip(
+            f"real MovieLens-100K not found at {ML100K} (only CI and team machines have it)"
+        )
     return ML100K

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ncf_lib.cli import main
-from ncf_lib.data import load_ratings
+from ncf_lib.ratings import load_ratings
 
 SAMPLE = "synthetic:120x200x3000"
 
@@ -17,8 +17,17 @@ SAMPLE = "synthetic:120x200x3000"
 def test_info_prints_every_key(capsys):
     assert main(["info", "--dataset", SAMPLE]) == 0
     lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
-    for key in ["users", "items", "interactions", "train", "test users",
-                "test candidates per user", "density", "seconds load", "seconds candidates"]:
+    for key in [
+        "users",
+        "items",
+        "interactions",
+        "train",
+        "test users",
+        "test candidates per user",
+        "density",
+        "seconds load",
+        "seconds candidates",
+    ]:
         assert key in lines
     assert lines["users"] == "120" and lines["interactions"] == "3,000"
     assert lines["test candidates per user"] == "100"
@@ -34,8 +43,11 @@ def test_info_on_a_ratings_file(tmp_path, capsys):
 
 
 def test_unknown_dataset_is_one_line_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "ncf_lib", "info", "--dataset", "nope"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ncf_lib", "info", "--dataset", "nope"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
     assert "Traceback" not in proc.stderr
@@ -55,8 +67,9 @@ TRAIN = ["train", "--dataset", SAMPLE, "--epochs", "1", "--no-progress"]
 
 
 def _train(tmp_path, *extra):
-    return main(TRAIN + ["--out", str(tmp_path / "ck"), "--log-dir", str(tmp_path / "runs"),
-                         *extra])
+    return main(
+        TRAIN + ["--out", str(tmp_path / "ck"), "--log-dir", str(tmp_path / "runs"), *extra]
+    )
 
 
 def test_train_prints_epochs_and_the_seed_format_last(tmp_path, capsys):
@@ -76,12 +89,25 @@ def test_train_pretrain_trains_three_stages(tmp_path, capsys):
     assert "== gmf:" in out and "== mlp:" in out and "== neumf-pretrained:" in out
     ck = tmp_path / "ck"
     assert {p.name for p in ck.iterdir()} == {
-        "synthetic_120x200x3000-gmf.pt", "synthetic_120x200x3000-mlp.pt",
-        "synthetic_120x200x3000-neumf-pretrained.pt"}
+        "synthetic_120x200x3000-gmf.pt",
+        "synthetic_120x200x3000-mlp.pt",
+        "synthetic_120x200x3000-neumf-pretrained.pt",
+    }
     # ... and can reuse the parts
-    assert _train(tmp_path, "--model", "neumf", "--pretrain", "--no-log",
-                  "--gmf", str(ck / "synthetic_120x200x3000-gmf.pt"),
-                  "--mlp", str(ck / "synthetic_120x200x3000-mlp.pt")) == 0
+    assert (
+        _train(
+            tmp_path,
+            "--model",
+            "neumf",
+            "--pretrain",
+            "--no-log",
+            "--gmf",
+            str(ck / "synthetic_120x200x3000-gmf.pt"),
+            "--mlp",
+            str(ck / "synthetic_120x200x3000-mlp.pt"),
+        )
+        == 0
+    )
     assert "gmf: loaded from" in capsys.readouterr().out
 
 
@@ -130,8 +156,9 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
     assert _train(tmp_path, "--model", "gmf", "--no-log") == 0
     ckpt = str(tmp_path / "ck" / "synthetic_120x200x3000-gmf.pt")
     _one_line_error(["recommend", ckpt, "--user", "99999"], capsys, "user 99999")
-    _one_line_error(["evaluate", ckpt, "--dataset", "synthetic:100x200x3000"], capsys,
-                    "other users or items")
+    _one_line_error(
+        ["evaluate", ckpt, "--dataset", "synthetic:100x200x3000"], capsys, "other users or items"
+    )
 
 
 def test_unknown_model_is_rejected_by_argparse(capsys):
@@ -142,10 +169,21 @@ def test_unknown_model_is_rejected_by_argparse(capsys):
 
 
 def test_reproduce_writes_a_report_and_resumes(tmp_path, capsys, monkeypatch):
-    from ncf_lib import experiments
-    monkeypatch.setattr(experiments, "MF_L2_GRID", (0.0,))
-    argv = ["reproduce", "--dataset", SAMPLE, "--seeds", "0", "--epochs", "1", "--only-main",
-            "--out", str(tmp_path / "rep")]
+    from ncf_lib import baselines
+
+    monkeypatch.setattr(baselines, "MF_L2_GRID", (0.0,))
+    argv = [
+        "reproduce",
+        "--dataset",
+        SAMPLE,
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--only-main",
+        "--out",
+        str(tmp_path / "rep"),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "7 runs to do" in out and "estimated" in out and "| neumf-pre | 32 |" in out
@@ -161,3 +199,16 @@ def test_reproduce_writes_a_report_and_resumes(tmp_path, capsys, monkeypatch):
     assert "0 runs to do (7 already in" in capsys.readouterr().out
     assert main([*argv, "--jobs", "0"]) == 2
     assert "error: --jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    """Only errors a user can fix become one line: a ValueError from inside the library (a
+    bug, not a bad argument) propagates with its traceback."""
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal invariant failed")
+
+    monkeypatch.setattr("ncf_lib.cli.build_dataset", broken)
+    with pytest.raises(ValueError, match="internal invariant"):
+        main(["info", "--dataset", "synthetic:50x60x900"])
+    assert "error:" not in capsys.readouterr().err

@@ -7,7 +7,18 @@ import pandas as pd
 import pytest
 import torch
 
-from ncf_lib import data as D
+from ncf_lib.dataset import NCFData, build_dataset, leave_one_out, reindex
+from ncf_lib.ratings import (
+    RATING_DTYPES,
+    DataFormatError,
+    Ratings,
+    find_ratings_file,
+    load_ratings,
+    read_movies,
+    read_ratings,
+)
+from ncf_lib.sampling import TorchSampler, batches, epoch_arrays, sample_negatives
+from ncf_lib.synthetic import synthetic_ratings
 
 
 def _write(path, text):
@@ -30,15 +41,15 @@ ROWS = [(1, 1193, 5, 978300760), (1, 661, 3, 978302109), (2, 1357, 4, 978298709)
 )
 def test_read_ratings_each_format(tmp_path, name, line, header):
     lines = ([header] if header else []) + [line.format(*row) for row in ROWS]
-    frame = D.read_ratings(_write(tmp_path / name, "\n".join(lines) + "\n"))
+    frame = read_ratings(_write(tmp_path / name, "\n".join(lines) + "\n"))
     assert list(frame.columns) == ["user_id", "item_id", "rating", "timestamp"]
-    assert frame.dtypes.astype(str).to_dict() == D.RATING_DTYPES
+    assert frame.dtypes.astype(str).to_dict() == RATING_DTYPES
     assert frame.to_numpy().tolist() == [list(map(float, row)) for row in ROWS]
 
 
 def test_read_ratings_half_stars_csv(tmp_path):
     path = _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3.5,964982703\n")
-    assert D.read_ratings(path)["rating"].tolist() == [3.5]
+    assert read_ratings(path)["rating"].tolist() == [3.5]
 
 
 @pytest.mark.parametrize(
@@ -52,61 +63,66 @@ def test_read_ratings_half_stars_csv(tmp_path):
 )
 def test_malformed_line_names_file_and_line(tmp_path, text, bad_line):
     path = _write(tmp_path / "ratings.dat", text)
-    with pytest.raises(D.DataFormatError) as err:
-        D.read_ratings(path)
+    with pytest.raises(DataFormatError) as err:
+        read_ratings(path)
     assert str(path) in str(err.value)
     assert f"line {bad_line}" in str(err.value)
 
 
 def test_unrecognised_separator(tmp_path):
-    with pytest.raises(D.DataFormatError, match="line 1"):
-        D.read_ratings(_write(tmp_path / "r.txt", "1;2;3;4\n"))
+    with pytest.raises(DataFormatError, match="line 1"):
+        read_ratings(_write(tmp_path / "r.txt", "1;2;3;4\n"))
 
 
 def test_find_ratings_file_in_nested_folder(tmp_path):
     (tmp_path / "ml-1m").mkdir()
     target = _write(tmp_path / "ml-1m" / "ratings.dat", "1::2::3::4\n")
-    assert D.find_ratings_file(tmp_path) == target
-    assert D.find_ratings_file(target) == target
+    assert find_ratings_file(tmp_path) == target
+    assert find_ratings_file(target) == target
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no ratings file"):
-        D.find_ratings_file(tmp_path / "empty")
+        find_ratings_file(tmp_path / "empty")
 
 
 def test_read_movies_each_format(tmp_path):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir()
-    _write(tmp_path / "a" / "movies.dat", "1::Toy Story (1995)::Animation|Comedy\n2::Se7en: x::Crime\n")
+    _write(
+        tmp_path / "a" / "movies.dat", "1::Toy Story (1995)::Animation|Comedy\n2::Se7en: x::Crime\n"
+    )
     _write(tmp_path / "b" / "movies.csv", 'movieId,title,genres\n1,"Heat, 1995",Action\n')
-    _write(tmp_path / "c" / "u.item", "1|Toy Story (1995)|01-Jan-1995||http://x|" + "|".join("0010" + "0" * 15) + "\n")
+    _write(
+        tmp_path / "c" / "u.item",
+        "1|Toy Story (1995)|01-Jan-1995||http://x|" + "|".join("0010" + "0" * 15) + "\n",
+    )
     _write(tmp_path / "c" / "u.genre", "".join(f"g{i}|{i}\n" for i in range(19)))
-    a, b, c = (D.read_movies(tmp_path / x) for x in "abc")
+    a, b, c = (read_movies(tmp_path / x) for x in "abc")
     assert a["title"].tolist() == ["Toy Story (1995)", "Se7en: x"]
     assert a["genres"].tolist() == ["Animation|Comedy", "Crime"]
     assert b.loc[0, "title"] == "Heat, 1995"
     assert c.loc[0, "genres"] == "g2"
-    assert D.read_movies(tmp_path) is None
+    assert read_movies(tmp_path) is None
 
 
 def test_load_ratings_by_path_and_errors(tmp_path):
     path = _write(tmp_path / "u.data", "1\t2\t3\t4\n")
-    loaded = D.load_ratings(path)
+    loaded = load_ratings(path)
     assert len(loaded.ratings) == 1 and loaded.movies is None
     with pytest.raises(FileNotFoundError, match="neither a known dataset"):
-        D.load_ratings(tmp_path / "missing")
+        load_ratings(tmp_path / "missing")
 
 
 # ---- synthetic -----------------------------------------------------------------------
 
 
 def test_synthetic_shape_and_determinism():
-    a = D.synthetic_ratings(300, 400, 9_000, seed=3)
-    b = D.synthetic_ratings(300, 400, 9_000, seed=3)
-    c = D.synthetic_ratings(300, 400, 9_000, seed=4)
+    a = synthetic_ratings(300, 400, 9_000, seed=3)
+    b = synthetic_ratings(300, 400, 9_000, seed=3)
+    c = synthetic_ratings(300, 400, 9_000, seed=4)
     pd.testing.assert_frame_equal(a, b)
     assert not a.equals(c)
     assert len(a) == 9_000 and a["user_id"].nunique() == 300
     assert not a.duplicated(["user_id", "item_id"]).any()
-    assert a.dtypes.astype(str).to_dict() == D.RATING_DTYPES
+    assert a.dtypes.astype(str).to_dict() == RATING_DTYPES
     assert set(a["rating"].unique()) <= {1, 2, 3, 4, 5}
     assert a["timestamp"].between(946_684_800, 1_072_915_200).all()  # within 2000..2003
     popularity = a["item_id"].value_counts().to_numpy()
@@ -116,20 +132,20 @@ def test_synthetic_shape_and_determinism():
 
 
 def test_synthetic_by_name():
-    loaded = D.load_ratings("synthetic:50x80x1000", seed=2)
+    loaded = load_ratings("synthetic:50x80x1000", seed=2)
     assert len(loaded.ratings) == 1000 and loaded.movies is not None
 
 
 def test_synthetic_refuses_dense_matrix():
     with pytest.raises(ValueError, match="sparse"):
-        D.synthetic_ratings(10, 10, 80)
+        synthetic_ratings(10, 10, 80)
 
 
 # ---- reindex, split, candidates ------------------------------------------------------
 
 
 def test_reindex_is_contiguous_and_reversible(small_ratings):
-    users, items, user_ids, item_ids = D.reindex(small_ratings.ratings)
+    users, items, user_ids, item_ids = reindex(small_ratings.ratings)
     assert users.min() == 0 and users.max() == user_ids.size - 1
     assert np.array_equal(user_ids[users], small_ratings.ratings["user_id"].to_numpy())
     assert np.array_equal(item_ids[items], small_ratings.ratings["item_id"].to_numpy())
@@ -138,11 +154,11 @@ def test_reindex_is_contiguous_and_reversible(small_ratings):
 def test_leave_one_out_takes_latest_and_breaks_ties_by_row():
     users = np.array([0, 0, 0, 1, 1, 2, 1])
     stamps = np.array([5, 9, 1, 3, 3, 7, 2])
-    train, val, test = D.leave_one_out(users, stamps, 3)
+    train, val, test = leave_one_out(users, stamps, 3)
     assert test.tolist() == [1, 4]  # user 0: t=9; user 1: tie at t=3, the later row wins
     assert val.tolist() == [0, 3]  # user 2 has a single rating: no validation, no test
     assert sorted(train.tolist()) == [2, 5, 6]  # ... and keeps it for training
-    train, val, test = D.leave_one_out(users, stamps, 3, validation=False)
+    train, val, test = leave_one_out(users, stamps, 3, validation=False)
     assert val.size == 0 and sorted(train.tolist()) == [0, 2, 3, 5, 6]
 
 
@@ -156,16 +172,17 @@ def test_no_held_out_pair_in_train(small_data):
 
 def test_duplicate_rows_never_leak(tmp_path):
     # user 1 rated item 5 twice; its latest row is the test pair, the older copy must not train.
-    frame = pd.DataFrame({"user_id": [1, 1, 1, 1], "item_id": [5, 6, 7, 5],
-                          "rating": 4.0, "timestamp": [1, 2, 3, 4]}).astype(D.RATING_DTYPES)
-    data = D.build_dataset(D.Ratings(frame, None, "x"), num_ng_test=0, validation=False)
+    frame = pd.DataFrame(
+        {"user_id": [1, 1, 1, 1], "item_id": [5, 6, 7, 5], "rating": 4.0, "timestamp": [1, 2, 3, 4]}
+    ).astype(RATING_DTYPES)
+    data = build_dataset(Ratings(frame, None, "x"), num_ng_test=0, validation=False)
     assert data.test.items.tolist() == [0]
     assert not data.is_train_positive(data.test.users, data.test.items).any()
 
 
 def test_candidates_are_never_interacted(small_ratings, small_data):
     d = small_data
-    users, items, _, _ = D.reindex(small_ratings.ratings)
+    users, items, _, _ = reindex(small_ratings.ratings)
     seen = set(zip(users.tolist(), items.tolist()))
     for held in (d.test, d.validation):
         assert held.candidates.shape == (held.users.size, 100)
@@ -176,13 +193,13 @@ def test_candidates_are_never_interacted(small_ratings, small_data):
 
 def test_candidates_too_many_negatives_is_an_error(small_ratings):
     with pytest.raises(ValueError, match="num_ng_test"):
-        D.build_dataset(small_ratings, num_ng_test=295)
+        build_dataset(small_ratings, num_ng_test=295)
 
 
 def test_same_seed_same_split_and_candidates(small_ratings):
-    a = D.build_dataset(small_ratings, seed=5)
-    b = D.build_dataset(small_ratings, seed=5)
-    c = D.build_dataset(small_ratings, seed=6)
+    a = build_dataset(small_ratings, seed=5)
+    b = build_dataset(small_ratings, seed=5)
+    c = build_dataset(small_ratings, seed=6)
     assert np.array_equal(a.train_keys, b.train_keys)
     assert np.array_equal(a.test.candidates, b.test.candidates)
     assert np.array_equal(a.validation.candidates, b.validation.candidates)
@@ -200,7 +217,7 @@ def test_titles_follow_reindexing(small_ratings, small_data):
 
 def test_negatives_are_never_train_positives(small_data):
     d = small_data
-    negatives = D.sample_negatives(d, 4, np.random.default_rng(0))
+    negatives = sample_negatives(d, 4, np.random.default_rng(0))
     assert negatives.shape == (d.n_train * 4,)
     assert not d.is_train_positive(np.repeat(d.train_users, 4), negatives).any()
 
@@ -210,8 +227,8 @@ def test_membership_both_paths_agree(small_data, monkeypatch):
     rng = np.random.default_rng(1)
     users, items = rng.integers(0, d.n_users, 5000), rng.integers(0, d.n_items, 5000)
     dense = d.is_train_positive(users, items)
-    monkeypatch.setattr(D, "DENSE_MASK_LIMIT", 0)
-    sparse_data = D.NCFData(**{f: getattr(d, f) for f in d.__dataclass_fields__})
+    monkeypatch.setattr("ncf_lib.dataset.DENSE_MASK_LIMIT", 0)
+    sparse_data = NCFData(**{f: getattr(d, f) for f in d.__dataclass_fields__})
     assert sparse_data._train_matrix is None
     assert np.array_equal(dense, sparse_data.is_train_positive(users, items))
     assert dense.any()
@@ -219,8 +236,8 @@ def test_membership_both_paths_agree(small_data, monkeypatch):
 
 def test_epoch_arrays_resampled_and_reproducible(small_data):
     d = small_data
-    u1, i1, l1 = D.epoch_arrays(d, 4, np.random.default_rng(3))
-    u2, i2, l2 = D.epoch_arrays(d, 4, np.random.default_rng(3))
+    u1, i1, l1 = epoch_arrays(d, 4, np.random.default_rng(3))
+    u2, i2, l2 = epoch_arrays(d, 4, np.random.default_rng(3))
     assert torch.equal(u1, u2) and torch.equal(i1, i2) and torch.equal(l1, l2)
     assert u1.shape == (d.n_train * 5,) and u1.dtype == torch.int64 and l1.dtype == torch.float32
     assert int(l1.sum()) == d.n_train
@@ -228,13 +245,13 @@ def test_epoch_arrays_resampled_and_reproducible(small_data):
     assert d.is_train_positive(u1[pos].numpy(), i1[pos].numpy()).all()
     assert not d.is_train_positive(u1[~pos].numpy(), i1[~pos].numpy()).any()
     rng = np.random.default_rng(3)
-    first, second = D.epoch_arrays(d, 4, rng), D.epoch_arrays(d, 4, rng)
+    first, second = epoch_arrays(d, 4, rng), epoch_arrays(d, 4, rng)
     assert not torch.equal(first[1], second[1])  # fresh negatives each epoch
 
 
 def test_batches_cover_everything_in_order():
     a, b = torch.arange(10), torch.arange(10) * 2
-    out = list(D.batches(a, b, batch_size=4))
+    out = list(batches(a, b, batch_size=4))
     assert [len(x) for x, _ in out] == [4, 4, 2]
     assert torch.equal(torch.cat([y for _, y in out]), b)
 
@@ -243,8 +260,8 @@ def test_batches_cover_everything_in_order():
 
 
 def test_real_movielens_100k(ml100k_dir):
-    ratings = D.load_ratings(ml100k_dir)
-    data = D.build_dataset(ratings)
+    ratings = load_ratings(ml100k_dir)
+    data = build_dataset(ratings)
     assert (data.n_users, data.n_items, len(ratings.ratings)) == (943, 1682, 100_000)
     assert data.test.users.size == 943 and data.validation.users.size == 943
     assert data.n_train == 100_000 - 2 * 943
@@ -256,8 +273,8 @@ def test_real_movielens_100k(ml100k_dir):
 def test_device_sampler_follows_the_same_rules(small_data, monkeypatch, dense_mask):
     d = small_data
     if not dense_mask:  # force the sorted-keys path used for very large catalogues
-        monkeypatch.setattr(D, "DENSE_MASK_LIMIT", 0)
-    sampler = D.DeviceSampler(d, 4, seed=3, device="cpu")
+        monkeypatch.setattr("ncf_lib.sampling.DENSE_MASK_LIMIT", 0)
+    sampler = TorchSampler(d, 4, seed=3, device="cpu")
     assert (sampler.mask is None) != dense_mask
     users, items, labels = sampler.epoch()
     assert users.shape == (d.n_train * 5,) and items.dtype == torch.int64
@@ -268,8 +285,10 @@ def test_device_sampler_follows_the_same_rules(small_data, monkeypatch, dense_ma
     # every positive appears once, every user keeps 4 negatives per positive
     keys = np.sort(users[pos].numpy() * d.n_items + items[pos].numpy())
     assert np.array_equal(keys, d.train_keys)
-    assert np.array_equal(np.bincount(users[~pos].numpy(), minlength=d.n_users),
-                          4 * np.bincount(d.train_users, minlength=d.n_users))
-    again = D.DeviceSampler(d, 4, seed=3, device="cpu").epoch()
+    assert np.array_equal(
+        np.bincount(users[~pos].numpy(), minlength=d.n_users),
+        4 * np.bincount(d.train_users, minlength=d.n_users),
+    )
+    again = TorchSampler(d, 4, seed=3, device="cpu").epoch()
     assert all(torch.equal(a, b) for a, b in zip((users, items, labels), again))
     assert not torch.equal(sampler.epoch()[1], items)  # fresh negatives each epoch

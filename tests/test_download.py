@@ -12,7 +12,7 @@ import zipfile
 import pytest
 
 from ncf_lib import download as dl
-from ncf_lib.data import load_ratings
+from ncf_lib.ratings import load_ratings
 
 
 class Server:
@@ -58,7 +58,9 @@ def server():
 def _zip_of_ml100k() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("ml-100k/u.data", "1\t10\t5\t881250949\n1\t20\t3\t881250950\n2\t10\t4\t881250951\n")
+        zf.writestr(
+            "ml-100k/u.data", "1\t10\t5\t881250949\n1\t20\t3\t881250950\n2\t10\t4\t881250951\n"
+        )
         zf.writestr("ml-100k/u.item", "10|Ten (1995)|x||u|" + "|".join("0" * 19) + "\n")
     return buf.getvalue()
 
@@ -127,7 +129,8 @@ def test_fetch_unpinned_reads_published_md5(server, tmp_path, monkeypatch):
     archive = _zip_of_ml100k()
     server.files["/ml-latest-small.zip"] = archive
     server.files["/ml-latest-small.zip.md5"] = (
-        f"MD5 (ml-latest-small.zip) = {hashlib.md5(archive).hexdigest()}\n".encode())
+        f"MD5 (ml-latest-small.zip) = {hashlib.md5(archive).hexdigest()}\n".encode()
+    )
     spec = dl.DatasetSpec("ml-latest-small", server.url + "/ml-latest-small.zip", None)
     monkeypatch.setitem(dl.DATASETS, "ml-latest-small", spec)
     assert (dl.fetch("ml-latest-small", tmp_path, progress=False) / "u.data").is_file()
@@ -135,7 +138,9 @@ def test_fetch_unpinned_reads_published_md5(server, tmp_path, monkeypatch):
 
 def test_fetch_rejects_bad_zip(server, tmp_path, monkeypatch):
     server.files["/ml-100k.zip"] = b"not a zip"
-    spec = dl.DatasetSpec("ml-100k", server.url + "/ml-100k.zip", hashlib.md5(b"not a zip").hexdigest())
+    spec = dl.DatasetSpec(
+        "ml-100k", server.url + "/ml-100k.zip", hashlib.md5(b"not a zip").hexdigest()
+    )
     monkeypatch.setitem(dl.DATASETS, "ml-100k", spec)
     with pytest.raises(dl.DownloadError, match="not a valid zip"):
         dl.fetch("ml-100k", tmp_path, progress=False)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import jupytext
 import pytest
-
 from conftest import REPO
 
 NOTEBOOKS = REPO / "notebooks"
@@ -30,8 +29,9 @@ def test_pair_in_sync_and_without_outputs(name):
     assert _cells(md) == _cells(nb), f"{name}: run `make notebooks` (jupytext --sync)"
     for cell in nb.cells:
         if cell.cell_type == "code":
-            assert not cell.outputs and cell.execution_count is None, \
+            assert not cell.outputs and cell.execution_count is None, (
                 f"{name}: outputs are kept out of git; clear them before committing"
+            )
 
 
 @pytest.mark.parametrize("name", PAIRS)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-import tomllib
 
+import tomllib
 from conftest import REPO
 
 CONDA_TO_PIP = {"pytorch": "torch", "tensorboardx": "tensorboardx"}
@@ -13,8 +13,12 @@ CONDA_TO_PIP = {"pytorch": "torch", "tensorboardx": "tensorboardx"}
 def _pip_requirements() -> dict[str, str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
-    return {re.split(r"[<>=!~ ]", r, 1)[0].lower(): r[len(re.split(r"[<>=!~ ]", r, 1)[0]):]
-            for r in reqs}
+    return {
+        re.split(r"[<>=!~ ]", r, maxsplit=1)[0].lower(): r[
+            len(re.split(r"[<>=!~ ]", r, maxsplit=1)[0]) :
+        ]
+        for r in reqs
+    }
 
 
 def _conda_requirements() -> dict[str, str]:

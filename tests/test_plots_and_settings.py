@@ -24,8 +24,9 @@ def test_plot_long_tail(small_ratings):
 
 def test_plot_history_marks_the_selected_epoch():
     hist = pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.5, 0.4, 0.3], "test_hr": [0.3, 0.5, 0.4]})
-    fig = plots.plot_history({"a": hist, "b": hist.assign(test_hr=hist.test_hr - 0.1)},
-                             best_epochs={"a": 2})
+    fig = plots.plot_history(
+        {"a": hist, "b": hist.assign(test_hr=hist.test_hr - 0.1)}, best_epochs={"a": 2}
+    )
     loss_ax, hr_ax = fig.axes
     assert len(loss_ax.lines) == 2 and len(hr_ax.lines) == 3  # two curves + one marker
     assert list(hr_ax.lines[1].get_xdata()) == [2]

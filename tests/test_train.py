@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from ncf_lib.data import Ratings, build_dataset, load_ratings, synthetic_ratings
-from ncf_lib.metrics import PopularityScorer, evaluate
-from ncf_lib.train import (TrainConfig, fit, load_checkpoint, pretrained_neumf, save_checkpoint,
-                           train_model)
+from ncf_lib.baselines import PopularityScorer
+from ncf_lib.checkpoints import load_checkpoint
+from ncf_lib.dataset import build_dataset
+from ncf_lib.metrics import evaluate
+from ncf_lib.models import ModelConfig, build_model
+from ncf_lib.pretraining import pretrained_neumf
+from ncf_lib.ratings import Ratings, load_ratings
+from ncf_lib.sampling import batches, epoch_arrays
+from ncf_lib.synthetic import synthetic_ratings
+from ncf_lib.train import (
+    TrainConfig,
+    add_l2_grad_,
+    fit,
+    make_optimizer,
+    train_epoch,
+    train_model,
+)
 
 QUICK = dict(progress=False, batch_size=256)
 METRICS = ["loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg"]
@@ -71,8 +85,7 @@ def test_early_stopping_with_patience(small_data):
 
 def test_checkpoint_round_trip_gives_identical_scores(small_data, tmp_path):
     path = tmp_path / "ck" / "m.pt"
-    result = train_model("neumf", small_data,
-                         TrainConfig(epochs=1, checkpoint=str(path), **QUICK))
+    result = train_model("neumf", small_data, TrainConfig(epochs=1, checkpoint=str(path), **QUICK))
     assert result.checkpoint == path and path.is_file()
     assert [p.name for p in path.parent.iterdir()] == ["m.pt"]  # no temporary file left
     loaded = load_checkpoint(path)
@@ -105,7 +118,7 @@ def test_pretraining_starts_where_its_parts_are(small_data):
         assert torch.allclose(neumf.eval().score(users, items), expected, atol=1e-5)
     result = fit(neumf, small_data, TrainConfig(epochs=1, optimizer="sgd", lr=0.05, **QUICK))
     assert result.best_epoch == 1
-    with pytest.raises(ValueError, match="GMF checkpoint and an MLP"):
+    with pytest.raises(ValueError, match="needs a GMF and an MLP"):
         pretrained_neumf(mlp, gmf)
 
 
@@ -115,8 +128,11 @@ def test_evaluate_start_can_keep_the_model_as_given(small_data):
     before = evaluate(gmf.eval().score, small_data.test)
     given = {k: v.clone() for k, v in gmf.state_dict().items()}
     # A learning rate this large makes things worse: epoch 0 must win, untouched.
-    result = fit(gmf, small_data, TrainConfig(epochs=2, optimizer="sgd", lr=10.0,
-                                              evaluate_start=True, **QUICK))
+    result = fit(
+        gmf,
+        small_data,
+        TrainConfig(epochs=2, optimizer="sgd", lr=10.0, evaluate_start=True, **QUICK),
+    )
     assert result.history["epoch"].tolist() == [0, 1, 2]
     assert result.history.loc[0, "test_hr"] == before["hr"]
     assert pd.isna(result.history.loc[0, "loss"])
@@ -151,28 +167,75 @@ def test_real_movielens_100k_neumf_quality(ml100k_dir):
     assert result.best["test_ndcg"] >= 0.36
 
 
-@pytest.mark.parametrize("name, l2", [("gmf", 0.0), ("mlp", 0.0), ("neumf", 0.0), ("mf", 1e-3)])
-def test_hand_gradients_train_exactly_like_autograd(small_data, name, l2):
-    runs = [train_model(name, small_data, TrainConfig(epochs=2, l2=l2, hand_gradients=hand,
-                                                      **QUICK))
-            for hand in (True, False)]
+def test_the_optimizer_is_torch_fused_adam_or_sgd():
+    model = torch.nn.Linear(3, 1)
+    adam = make_optimizer(model, TrainConfig())
+    assert type(adam) is torch.optim.Adam and adam.defaults["fused"]
+    sgd = make_optimizer(model, TrainConfig(optimizer="sgd", lr=0.05))
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["lr"] == 0.05
+
+
+def test_the_torch_sampler_trains_on_the_cpu_too(small_data):
+    """The sampler CUDA uses by default, asked for explicitly: reproducible, and its own
+    random stream (so other numbers than NumPy's)."""
+    runs = [
+        train_model("gmf", small_data, TrainConfig(epochs=2, sampler=s, **QUICK))
+        for s in ("torch", "torch", "numpy")
+    ]
     pd.testing.assert_frame_equal(runs[0].history[METRICS], runs[1].history[METRICS])
-    fast, reference = (run.model.state_dict() for run in runs)
-    for key in reference:
-        assert torch.equal(fast[key], reference[key]), key
+    assert not runs[0].history[METRICS].equals(runs[2].history[METRICS])
+    assert runs[0].best["test_hr"] > 0.2  # it learns (random: 0.1)
 
 
-def test_kernel_adam_is_torch_adam(small_data):
-    from ncf_lib.train import KernelAdam, make_optimizer
+def _l2_penalty(model, users, items):
+    """Sum of squares of the embedding rows a batch uses, once per occurrence."""
+    total = torch.zeros(())
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Embedding):
+            total = total + module(users if "user" in name else items).pow(2).sum()
+    return total
 
-    model = train_model("gmf", small_data, TrainConfig(epochs=1, **QUICK)).model
-    assert isinstance(make_optimizer(model, TrainConfig()), KernelAdam)
-    assert type(make_optimizer(model, TrainConfig(hand_gradients=False))) is torch.optim.Adam
-    optimizer = KernelAdam(list(model.parameters()))
-    with pytest.raises(ValueError, match="gradient for every parameter"):
-        model.zero_grad(set_to_none=True)
-        optimizer.step()
-    with pytest.raises(NotImplementedError, match="step hooks"):
-        optimizer.register_step_pre_hook(lambda *args: None)
-    with pytest.raises(NotImplementedError, match="step hooks"):
-        optimizer.register_step_post_hook(lambda *args: None)
+
+@pytest.mark.parametrize("name", ["mf", "neumf"])
+def test_l2_gradient_equals_the_penalty_in_the_loss(name):
+    torch.manual_seed(0)
+    model = build_model(name, 6, 9, ModelConfig(factor_num=4, layers=(8, 4)))
+    users, items = torch.tensor([0, 5, 5, 2]), torch.tensor([8, 1, 1, 3])  # repeated pair
+    labels, weight = torch.tensor([1.0, 0.0, 1.0, 0.0]), 0.3
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    (loss_fn(model(users, items), labels) + weight * _l2_penalty(model, users, items)).backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    loss_fn(model(users, items), labels).backward()
+    add_l2_grad_(model, users, items, weight)
+    for p, want in zip(model.parameters(), expected):
+        assert torch.allclose(p.grad, want, atol=1e-7)
+
+
+def test_l2_shrinks_mf_embeddings(small_data):
+    plain = train_model("mf", small_data, TrainConfig(epochs=2, lr=0.01, progress=False))
+    shrunk = train_model("mf", small_data, TrainConfig(epochs=2, lr=0.01, l2=0.1, progress=False))
+    assert (
+        shrunk.model.user_embedding.weight.norm() < 0.8 * plain.model.user_embedding.weight.norm()
+    )
+
+
+def test_train_epoch_is_the_plain_loop(small_data):
+    """One epoch of :func:`train_epoch` equals the textbook loop written out here."""
+    rows = epoch_arrays(small_data, 4, np.random.default_rng(0))
+    models = []
+    for by_library in (True, False):
+        torch.manual_seed(0)
+        model = build_model("neumf", small_data.n_users, small_data.n_items)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+        if by_library:
+            loss = train_epoch(model, optimizer, batches(*rows, batch_size=256))
+        else:
+            for users, items, labels in batches(*rows, batch_size=256):
+                optimizer.zero_grad()
+                torch.nn.BCEWithLogitsLoss()(model(users, items), labels).backward()
+                optimizer.step()
+        models.append(model)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+    assert 0 < loss < 0.7

@@ -1,0 +1,300 @@
+"""The leave-one-out split: contiguous ids, training positives, held-out items, candidates.
+
+::
+
+    build_dataset(ratings, num_ng_test=99) -> NCFData (ids, split, evaluation candidates)
+
+Every rating counts as a positive interaction (implicit feedback, as in the paper). All
+randomness goes through a ``numpy.random.Generator`` seeded by ``build_dataset``'s seed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from ncf_lib.errors import DataError
+from ncf_lib.ratings import Ratings
+
+#: Largest users x items for which membership tests use a dense bool table (bytes).
+DENSE_MASK_LIMIT = 1 << 28
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Held-out items with their ranking candidates.
+
+    Attributes:
+        users: ``(n,)`` contiguous user ids.
+        candidates: ``(n, 1 + num_ng_test)`` item ids; column 0 is the held-out item, the
+            rest are items the user never interacted with.
+    """
+
+    users: np.ndarray
+    candidates: np.ndarray
+
+    @property
+    def items(self) -> np.ndarray:
+        """``(n,)`` the held-out item of each user."""
+        return self.candidates[:, 0]
+
+
+@dataclass(frozen=True)
+class NCFData:
+    """Everything a model needs: sizes, training positives, evaluation sets and id maps.
+
+    Attributes:
+        n_users, n_items: sizes of the contiguous id ranges.
+        train_users, train_items: ``(n_train,)`` training positives sorted by user then item.
+        train_keys: ``(n_train,)`` sorted ``user * n_items + item``, for vectorised
+            membership tests (:meth:`is_train_positive`).
+        validation: second-latest interaction of each user with at least 3, or ``None``
+            when the split was made without validation.
+        test: latest interaction of each user with at least 2.
+        user_ids, item_ids: ``(n_users,)`` / ``(n_items,)`` original id of each contiguous id.
+        titles: ``(n_items,)`` title of each item, or ``None``.
+        name: where the data came from.
+        seed: the seed the candidates were drawn with (to rebuild the same split).
+    """
+
+    n_users: int
+    n_items: int
+    train_users: np.ndarray
+    train_items: np.ndarray
+    train_keys: np.ndarray
+    validation: EvalSet | None
+    test: EvalSet
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    titles: np.ndarray | None
+    name: str
+    seed: int
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train_users.size)
+
+    @property
+    def density(self) -> float:
+        """Share of the user x item matrix with an interaction (train + held out)."""
+        held = self.test.users.size + (0 if self.validation is None else self.validation.users.size)
+        return (self.n_train + held) / (self.n_users * self.n_items)
+
+    @cached_property
+    def _train_matrix(self) -> np.ndarray | None:
+        """Dense ``(n_users * n_items,)`` bool mask of training positives, when it is small."""
+        if self.n_users * self.n_items > DENSE_MASK_LIMIT:
+            return None
+        mask = np.zeros(self.n_users * self.n_items, dtype=bool)
+        mask[self.train_keys] = True
+        return mask
+
+    def is_train_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Boolean mask, same shape as ``users``: is ``(user, item)`` a training positive?
+
+        A dense lookup table when users x items fits in :data:`DENSE_MASK_LIMIT` bytes
+        (MovieLens-1M: 22 MB), else a binary search in :attr:`train_keys`.
+        """
+        keys = users.astype(np.int64) * self.n_items + items
+        dense = self._train_matrix
+        return dense[keys] if dense is not None else _member(keys, self.train_keys)
+
+    def train_pairs_of(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Training positives of ``users`` as ``(row, item)`` index arrays.
+
+        ``row`` indexes ``users`` (not the user id), so ``mask[train_pairs_of(users)] = True``
+        marks a ``(len(users), n_items)`` matrix.
+        """
+        lo = np.searchsorted(self.train_users, users)
+        hi = np.searchsorted(self.train_users, users + 1)
+        return np.repeat(np.arange(users.size), hi - lo), self.train_items[_ranges(lo, hi)]
+
+
+def reindex(ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Map original user and item ids to contiguous ``0..n-1`` in increasing id order.
+
+    Returns:
+        ``users (n,)``, ``items (n,)`` contiguous ids as int64, and ``user_ids``,
+        ``item_ids``: the original id of each contiguous id.
+    """
+    user_ids, users = np.unique(ratings["user_id"].to_numpy(), return_inverse=True)
+    item_ids, items = np.unique(ratings["item_id"].to_numpy(), return_inverse=True)
+    return users.astype(np.int64), items.astype(np.int64), user_ids, item_ids
+
+
+def leave_one_out(
+    users: np.ndarray, timestamps: np.ndarray, n_users: int, *, validation: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hold out each user's latest interaction for test (and second latest for validation).
+
+    Interactions are ordered by timestamp; ties are broken by position in the file (a later
+    row counts as later), so the split is deterministic. A user needs 2 interactions to be
+    tested (one to train on, one to test) and 3 to also be validated. Users below that keep
+    all their interactions in training and are left out of that evaluation (MovieLens has at
+    least 20 ratings per user, so this never happens there).
+
+    Returns:
+        Row indices ``train (n_train,)``, ``val (n_val,)``, ``test (n_test,)``, each in user
+        order; ``val`` is empty when ``validation`` is false.
+    """
+    n = users.size
+    order = np.lexsort((np.arange(n), timestamps, users))
+    counts = np.bincount(users, minlength=n_users)
+    ends = np.cumsum(counts)
+    test = order[ends[counts >= 2] - 1]
+    val = order[ends[counts >= 3] - 2] if validation else np.empty(0, dtype=np.int64)
+    keep = np.ones(n, dtype=bool)
+    keep[test] = False
+    keep[val] = False
+    return np.flatnonzero(keep), val, test
+
+
+def sample_candidates(
+    users: np.ndarray,
+    held_out: np.ndarray,
+    interacted_keys: np.ndarray,
+    n_items: int,
+    num_ng_test: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Draw ``num_ng_test`` distinct items each user never interacted with.
+
+    Exact uniform sampling without replacement: each user's items get uniform random
+    scores, interacted items get +inf, and the ``num_ng_test`` smallest scores win
+    (``argpartition`` over chunks of users, so memory stays bounded).
+
+    Args:
+        users: ``(n,)`` user ids, one row each.
+        held_out: ``(n,)`` the held-out item of each row (column 0 of the result).
+        interacted_keys: sorted ``user * n_items + item`` of all interactions of the users
+            (train, validation and test), which are never candidates' negatives.
+        n_items: number of items.
+        num_ng_test: negatives per user (99 in the paper's protocol).
+        rng: random generator.
+
+    Returns:
+        ``(n, 1 + num_ng_test)`` item ids, held-out item first.
+    """
+    out = np.empty((users.size, 1 + num_ng_test), dtype=np.int64)
+    out[:, 0] = held_out
+    chunk = max(1, (1 << 22) // max(n_items, 1))
+    for start in range(0, users.size, chunk):
+        block = users[start : start + chunk]
+        scores = rng.random((block.size, n_items), dtype=np.float32)
+        lo = np.searchsorted(interacted_keys, block * n_items)
+        hi = np.searchsorted(interacted_keys, (block + 1) * n_items)
+        n_pos = hi - lo
+        if (n_items - n_pos < num_ng_test).any():
+            bad = int(block[np.argmax(n_items - n_pos < num_ng_test)])
+            raise DataError(
+                f"user {bad} has fewer than num_ng_test={num_ng_test} items they never "
+                f"interacted with ({n_items} items in all); lower num_ng_test"
+            )
+        rows = np.repeat(np.arange(block.size), n_pos)
+        cols = interacted_keys[_ranges(lo, hi)] - np.repeat(block, n_pos) * n_items
+        scores[rows, cols] = np.inf
+        out[start : start + block.size, 1:] = np.argpartition(scores, num_ng_test - 1, axis=1)[
+            :, :num_ng_test
+        ]
+    return out
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(lo[i], hi[i])`` for all ``i``, without a Python loop."""
+    lengths = hi - lo
+    return np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+
+
+def build_dataset(
+    ratings: Ratings,
+    *,
+    num_ng_test: int = 99,
+    validation: bool = True,
+    seed: int = 42,
+    timings: dict[str, float] | None = None,
+) -> NCFData:
+    """Re-index, split leave-one-out and draw the evaluation candidates.
+
+    Args:
+        ratings: from :func:`load_ratings`.
+        num_ng_test: sampled negatives per held-out item (99: the paper ranks 100 items; the
+            seed notebook used 100).
+        validation: also hold out each user's second-latest interaction for model selection.
+        seed: fixes the candidates.
+        timings: if given, receives the seconds of each stage (``reindex``, ``split``,
+            ``candidates``).
+    """
+    clock = time.perf_counter()
+    frame = ratings.ratings
+    users, items, user_ids, item_ids = reindex(frame)
+    n_users, n_items = user_ids.size, item_ids.size
+    mark = _lap(timings, "reindex", clock)
+    train, val, test = leave_one_out(
+        users, frame["timestamp"].to_numpy(), n_users, validation=validation
+    )
+    all_keys = _sorted_unique(users * n_items + items)
+    # One training row per (user, item) pair, and never a held-out pair: with duplicate rows
+    # in a file, the same pair could otherwise be both trained on and tested.
+    held = _sorted_unique(
+        users[held_out := np.concatenate([test, val])] * n_items + items[held_out]
+    )
+    train_keys = _sorted_unique(users[train] * n_items + items[train])
+    train_keys = train_keys[~_member(train_keys, held)]
+    mark = _lap(timings, "split", mark)
+    rng = np.random.default_rng(seed)
+    test_set = EvalSet(
+        users[test],
+        sample_candidates(users[test], items[test], all_keys, n_items, num_ng_test, rng),
+    )
+    val_set = None
+    if validation:
+        val_set = EvalSet(
+            users[val],
+            sample_candidates(users[val], items[val], all_keys, n_items, num_ng_test, rng),
+        )
+    _lap(timings, "candidates", mark)
+    titles = None
+    if ratings.movies is not None:
+        lookup = ratings.movies.drop_duplicates("item_id").set_index("item_id")["title"]
+        titles = lookup.reindex(item_ids).fillna("(unknown title)").to_numpy(dtype=object)
+    return NCFData(
+        n_users=int(n_users),
+        n_items=int(n_items),
+        train_users=train_keys // n_items,
+        train_items=train_keys % n_items,
+        train_keys=train_keys,
+        validation=val_set,
+        test=test_set,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        titles=titles,
+        name=ratings.name,
+        seed=seed,
+    )
+
+
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (``np.unique`` without its overhead for large int arrays)."""
+    keys = np.sort(keys)
+    keep = np.ones(keys.size, dtype=bool)
+    keep[1:] = keys[1:] != keys[:-1]
+    return keys[keep]
+
+
+def _member(keys: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Boolean mask: which ``keys`` are in ``sorted_set`` (a sorted 1-D array)."""
+    if sorted_set.size == 0:
+        return np.zeros(keys.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_set, keys), sorted_set.size - 1)
+    return sorted_set[pos] == keys
+
+
+def _lap(timings: dict[str, float] | None, stage: str, since: float) -> float:
+    now = time.perf_counter()
+    if timings is not None:
+        timings[stage] = now - since
+    return now

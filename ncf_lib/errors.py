@@ -1,0 +1,35 @@
+"""Errors a user can fix: the command line prints them as one line (exit code 2).
+
+Everything else that goes wrong is a bug and keeps its traceback. Each class also derives
+from the built-in exception a Python caller would expect (``ValueError``,
+``FileNotFoundError``, ``LookupError``), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Something asked for cannot be done; the message names what and what was expected."""
+
+
+class ConfigError(UserError, ValueError):
+    """A setting, flag or argument has a value that cannot be used."""
+
+
+class DataError(UserError, ValueError):
+    """The data cannot be used as asked (too few items to sample from, ...)."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist."""
+
+
+class UnknownIdError(UserError, LookupError):
+    """A user or item id that the data or the checkpoint does not have."""
+
+    def __str__(self) -> str:  # LookupError's str() would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(UserError, ValueError):
+    """A file is not a checkpoint this version can load, or does not fit the data."""

@@ -1,0 +1,325 @@
+"""The runs behind the paper's table and studies: what each run is, and how it is trained.
+
+A run is one :class:`RunSpec` (model, predictive factors, seed, epochs, negatives, MLP
+depth); :func:`run_one` trains and evaluates one spec and returns its row of results
+(:mod:`ncf_lib.runner` runs a whole grid with resume, :mod:`ncf_lib.report` summarises it).
+
+Models: ``itempop`` (popularity, no training), ``itemknn`` (cosine item-item neighbours,
+their number tuned on the validation items), ``mf`` (matrix factorisation with biases and
+L2, Rendle et al. 2020, its L2 weight tuned on the validation items), ``gmf``, ``mlp``,
+``neumf`` and ``neumf-pre`` (NeuMF initialised from the GMF and MLP of the same factors and
+seed, their weight ``alpha`` chosen on the validation items, then fine-tuned as in the
+paper).
+
+Protocol: every hyper-parameter and the number of epochs are chosen on the validation items
+(each user's second-latest interaction); selection runs stop early after :data:`PATIENCE`
+epochs without a better validation HR@10. With ``refit`` (the main table), the model is then
+trained again from scratch on training + validation data for that many epochs, and that
+model is tested: the validation interaction is the one closest in time to the test item,
+and leaving it out of the final model costs 1-2 points of HR@10. Without ``refit`` (the
+studies, to save time) the selection run's model at its chosen epoch is tested. The test
+items are never used to choose anything.
+
+Each row holds the sampled metrics (1 held-out + 99 negatives), the full-ranking ones (all
+items the user did not train on), HR@1..10, and ``selected_hr@10``, the selection run's own
+test HR@10 at its chosen epoch (what is reported without refit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+
+from ncf_lib import baselines, hand_gradients
+from ncf_lib.baselines import ItemKNNScorer, PopularityScorer, tune_itemknn, tune_mf
+from ncf_lib.dataset import NCFData, build_dataset
+from ncf_lib.errors import ConfigError
+from ncf_lib.metrics import (
+    Scorer,
+    full_ranking_metrics,
+    hit_rate,
+    ndcg,
+    rank_of_first,
+    score_candidates,
+    standard_errors,
+)
+from ncf_lib.models import ModelConfig, build_model
+from ncf_lib.pretraining import finetune_config, pretrain_neumf, pretrained_neumf
+from ncf_lib.sampling import batches, epoch_arrays
+from ncf_lib.train import FitResult, TrainConfig, fit, make_optimizer, seed_everything, train_model
+
+MODEL_NAMES = ("itempop", "itemknn", "mf", "gmf", "mlp", "neumf", "neumf-pre")
+#: Selection runs stop after this many epochs without a better validation HR@10.
+PATIENCE = 4
+K = 10
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the grid.
+
+    Attributes:
+        model: one of :data:`MODEL_NAMES`.
+        factors: predictive factors: the width of GMF/MF embeddings and of the MLP's last
+            layer. The tower halves layer by layer as in the paper's code: with ``depth``
+            hidden layers it is ``[f * 2**depth, ..., 2f, f]``, the first entry being the
+            concatenated embeddings (depth 3: ``[8f, 4f, 2f, f]``, which for f = 8 is the
+            seed's ``[64, 32, 16, 8]`` and for f = 32 guoyang9/NCF's tower).
+        seed: seeds the model and the negatives (the split is fixed by the dataset's seed).
+        epochs: training epochs (each stage of ``neumf-pre``).
+        num_ng: training negatives per positive.
+        depth: hidden layers of the MLP tower.
+        study: which study the run belongs to (``main``, ``factors``, ``negatives``, ``depth``).
+        refit: re-train on training + validation data for the chosen number of epochs.
+    """
+
+    model: str
+    factors: int = 32
+    seed: int = 0
+    epochs: int = 20
+    num_ng: int = 4
+    depth: int = 3
+    study: str = "main"
+    refit: bool = False
+
+    @property
+    def key(self) -> str:
+        return (
+            f"{self.study}|{self.model}|f{self.factors}|s{self.seed}|e{self.epochs}"
+            f"|ng{self.num_ng}|d{self.depth}|r{int(self.refit)}"
+        )
+
+    def model_config(self) -> ModelConfig:
+        f, d = self.factors, self.depth
+        return ModelConfig(factor_num=f, layers=tuple(f * 2 ** (d - i) for i in range(d + 1)))
+
+    def train_config(self, **changes) -> TrainConfig:
+        return TrainConfig(
+            **{
+                "epochs": self.epochs,
+                "seed": self.seed,
+                "num_ng": self.num_ng,
+                "patience": PATIENCE,
+                "progress": False,
+                "hand_gradients": True,
+                **changes,
+            }
+        )
+
+
+def paper_grid(
+    seeds: Iterable[int] = (0, 1, 2),
+    epochs: int = 20,
+    study_epochs: int = 10,
+    factors: Iterable[int] = (8, 16, 32, 64),
+    negatives: Iterable[int] = (1, 2, 4, 6, 8, 10),
+    depths: Iterable[int] = (0, 1, 2, 3, 4),
+    study_factors: int = 16,
+) -> list[RunSpec]:
+    """The runs behind the results table and the paper's studies.
+
+    * main: every model at 32 factors, each seed, ``epochs`` epochs, re-trained on
+      training + validation data (``refit``);
+    * factors: every model but ItemKNN at each factor count, first seed, ``study_epochs``,
+      no refit (its own 32-factor runs, so the whole curve follows one protocol);
+    * negatives: NeuMF with 1..10 training negatives, first seed, ``study_epochs``;
+    * depth: MLP with 0..4 hidden layers, first seed, ``study_epochs``.
+
+    The negatives and depth studies use ``study_factors`` predictive factors (16, as the
+    paper's Figure 7; the depth-4 tower is then [256, 128, 64, 32, 16]).
+    """
+    seeds = list(seeds)
+    specs = [RunSpec(m, 32, s, epochs, refit=True) for s in seeds for m in MODEL_NAMES]
+    specs += [
+        RunSpec(m, f, seeds[0], study_epochs, study="factors")
+        for f in factors
+        for m in MODEL_NAMES
+        if m != "itemknn"
+    ]  # no factors in kNN
+    specs += [
+        RunSpec("neumf", study_factors, seeds[0], study_epochs, num_ng=n, study="negatives")
+        for n in negatives
+    ]
+    specs += [
+        RunSpec("mlp", study_factors, seeds[0], study_epochs, depth=d, study="depth")
+        for d in depths
+    ]
+    return specs
+
+
+def estimate_seconds(
+    specs: Iterable[RunSpec], data: NCFData, seconds_per_million_rows: float
+) -> float:
+    """Rough time of a grid: training rows times a measured speed (evaluation ignored)."""
+    total = 0.0
+    for spec in specs:
+        if spec.model in ("itempop", "itemknn"):
+            continue
+        stages = (
+            3
+            if spec.model == "neumf-pre"
+            else len(baselines.MF_L2_GRID)
+            if spec.model == "mf"
+            else 1
+        )
+        stages += (3 if spec.model == "neumf-pre" else 1) * spec.refit  # the whole budget
+        rows = data.n_train * (1 + spec.num_ng) * spec.epochs * stages
+        total += rows / 1e6 * seconds_per_million_rows
+    return total
+
+
+def _metrics_row(scorer: Scorer, data: NCFData) -> dict[str, float]:
+    """Test metrics; full ranking excludes the user's training and validation items."""
+    ranks = rank_of_first(score_candidates(scorer, data.test))
+    row = {f"hr@{k}": hit_rate(ranks, k) for k in range(1, K + 1)}
+    row["ndcg@10"] = ndcg(ranks, K)
+    se = standard_errors(ranks, K)
+    row.update({"hr@10_se": se["hr"], "ndcg@10_se": se["ndcg"]})
+    full = full_ranking_metrics(scorer, data, data.test, K, exclude=data.validation)
+    row.update(
+        {"full_hr@10": full["hr"], "full_ndcg@10": full["ndcg"], "full_recall@10": full["recall"]}
+    )
+    return row
+
+
+def run_one(
+    spec: RunSpec, data: NCFData, full: NCFData | None = None, *, parts: dict | None = None
+) -> tuple[dict, FitResult | None]:
+    """Train and evaluate one spec. Returns its CSV row and the selection run's fit
+    (``None`` for ItemPop).
+
+    Args:
+        spec: the run.
+        data: split with validation items (selection).
+        full: the same split without validation (validation items in training), with the
+            same test candidates; needed when ``spec.refit``.
+        parts: cache of trained GMF and MLP models, so that ``neumf-pre`` reuses the runs of
+            the same grid instead of training them again.
+    """
+    if spec.refit and full is None:
+        raise ConfigError("refit needs the split without validation (full)")
+    clock = time.perf_counter()
+    parts = {} if parts is None else parts
+    params, result, refit_model, peek = "", None, None, {}
+    if spec.model == "itempop":
+        scorer = PopularityScorer.fit(full if spec.refit else data)
+    elif spec.model == "itemknn":
+        k = tune_itemknn(data)
+        scorer, params = ItemKNNScorer.fit(full if spec.refit else data, k), f"k={k}"
+    elif spec.model == "mf":
+        best_l2, result = tune_mf(data, spec.train_config(), spec.model_config())
+        params = f"l2={best_l2:g}"
+        if spec.refit:
+            refit_model, peek = _refit("mf", spec, full, result.best_epoch, l2=best_l2)
+    elif spec.model == "neumf-pre":
+        gmf, mlp = (_part(name, spec, data, parts)[0] for name in ("gmf", "mlp"))
+        pre = pretrain_neumf(
+            data, spec.train_config(), spec.model_config(), alpha=None, gmf=gmf, mlp=mlp
+        )
+        result, config = pre.neumf, finetune_config(spec.train_config())
+        params = f"alpha={pre.alpha:g} {config.optimizer} lr={config.lr:g}"
+        if spec.refit:
+            gmf, mlp = (_part(name, spec, data, parts, full)[1][0] for name in ("gmf", "mlp"))
+            refit_model, peek = _fit_and_peek(
+                pretrained_neumf(gmf, mlp, pre.alpha), full, config, result.best_epoch
+            )
+    elif spec.model in ("gmf", "mlp"):
+        _, refit, result = _part(spec.model, spec, data, parts, full if spec.refit else None)
+        refit_model, peek = refit if refit is not None else (None, {})
+    else:
+        result = train_model(spec.model, data, spec.train_config(), spec.model_config())
+        if spec.refit:
+            refit_model, peek = _refit(spec.model, spec, full, result.best_epoch)
+    if result is not None:
+        scorer = (refit_model if refit_model is not None else result.model).eval().score
+    tested = full if spec.refit else data
+    row = {
+        "key": spec.key,
+        **asdict(spec),
+        "params": params,
+        "epoch": 0 if result is None else result.best_epoch,
+        "val_hr@10": np.nan if result is None else result.best["val_hr"],
+        "selected_hr@10": np.nan if result is None else result.best["test_hr"],
+        **_metrics_row(scorer, tested),
+        **{f"peek_{k}": peek.get(k, np.nan) for k in ("epoch", "hr@10", "ndcg@10")},
+        "seconds": time.perf_counter() - clock,
+    }
+    return row, result
+
+
+def _refit(
+    name: str, spec: RunSpec, full: NCFData, epochs: int, **changes
+) -> tuple[torch.nn.Module, dict]:
+    """A fresh model trained on training + validation data for ``epochs`` epochs, and the
+    peeking numbers of the same run (see :func:`_fit_and_peek`)."""
+    seed_everything(spec.seed)
+    model = build_model(name, full.n_users, full.n_items, spec.model_config())
+    return _fit_and_peek(model, full, spec.train_config(**changes), epochs)
+
+
+def _fit_and_peek(
+    model, full: NCFData, config: TrainConfig, epochs: int
+) -> tuple[torch.nn.Module, dict]:
+    """Train ``model`` on training + validation data for all ``config.epochs`` epochs,
+    testing after each, and return it as it was after ``epochs`` epochs (the number chosen
+    on validation: the same weights as a run stopped there) with what picking the epoch on
+    the test set would have reported instead, as the paper's code and its ports do:
+    ``{"epoch", "hr@10", "ndcg@10"}`` of the first epoch with the best test HR@10."""
+    kept: dict[str, torch.Tensor] = {}
+
+    def keep(row: dict) -> None:
+        if row["epoch"] == epochs:
+            kept.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    result = fit(model, full, replace(config, select_on="test", patience=None), on_epoch=keep)
+    if not kept:
+        raise ConfigError(f"cannot keep epoch {epochs} of a {config.epochs}-epoch run")
+    model.load_state_dict(kept)
+    return model, {
+        "epoch": result.best_epoch,
+        "hr@10": result.best["test_hr"],
+        "ndcg@10": result.best["test_ndcg"],
+    }
+
+
+def _part(name: str, spec: RunSpec, data: NCFData, parts: dict, full: NCFData | None = None):
+    """``[selection model, (refit model, peeking metrics) or None, selection fit]`` of a GMF
+    or MLP, cached."""
+    key = (name, spec.factors, spec.seed, spec.epochs, spec.num_ng, spec.depth)
+    if key not in parts:
+        result = train_model(
+            name, data, replace(spec, model=name).train_config(), spec.model_config()
+        )
+        parts[key] = [result.model, None, result]
+    if full is not None and parts[key][1] is None:
+        parts[key][1] = _refit(name, spec, full, parts[key][2].best_epoch)
+    return parts[key]
+
+
+def build_splits(ratings, seed: int = 42) -> tuple[NCFData, NCFData]:
+    """The split with validation items (for selection) and the one without (for refits),
+    which share their test items and test candidates."""
+    data = build_dataset(ratings, seed=seed)
+    full = build_dataset(ratings, seed=seed, validation=False)
+    if not np.array_equal(data.test.candidates, full.test.candidates):
+        raise AssertionError("the two splits must share their test candidates")
+    return data, full
+
+
+def seconds_per_million_rows(data: NCFData, steps: int = 200, batch_size: int = 256) -> float:
+    """Measure NeuMF training speed here, as ``reproduce`` trains (for
+    :func:`estimate_seconds`)."""
+    model = build_model("neumf", data.n_users, data.n_items)
+    optimizer = make_optimizer(model, TrainConfig())
+    epoch = epoch_arrays(data, 4, np.random.default_rng(0))
+    half = min(steps * batch_size, epoch[0].shape[0] // 2)
+    for part in (slice(0, half), slice(half, 2 * half)):  # a warm-up, then the timed half
+        clock = time.perf_counter()
+        hand_gradients.train_epoch(
+            model, optimizer, batches(*(t[part] for t in epoch), batch_size=batch_size)
+        )
+    return (time.perf_counter() - clock) / half * 1e6

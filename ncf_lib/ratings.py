@@ -1,0 +1,219 @@
+"""Ratings files: MovieLens' three formats (and any file of the same shape) into one table.
+
+``load_ratings`` takes a dataset name (downloaded once, checksum verified), a generated
+``synthetic`` one, or a path, and returns :class:`Ratings`: columns ``user_id, item_id,
+rating, timestamp`` plus the movies' titles and genres where the dataset has them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ncf_lib.download import DATASETS, fetch
+from ncf_lib.errors import DataError, MissingFileError
+
+#: Column names and dtypes of every ratings table, whatever file it came from.
+RATING_DTYPES = {"user_id": "int32", "item_id": "int32", "rating": "float32", "timestamp": "int64"}
+RATINGS_FILES = ("ratings.dat", "u.data", "ratings.csv")
+MOVIES_FILES = ("movies.dat", "u.item", "movies.csv")
+
+
+class DataFormatError(DataError):
+    """A ratings or movies file does not have the expected format (message names file and line)."""
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """Ratings with their original ids, and movie titles where the dataset has them.
+
+    Attributes:
+        ratings: columns ``user_id, item_id, rating, timestamp`` (see :data:`RATING_DTYPES`).
+        movies: columns ``item_id, title, genres`` or ``None``.
+        name: dataset name or file path it came from.
+    """
+
+    ratings: pd.DataFrame
+    movies: pd.DataFrame | None
+    name: str
+
+
+# --------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------
+
+
+def _sniff(path: Path) -> tuple[str, bool]:
+    """Separator and whether there is a header, from the first line of a ratings file."""
+    with open(path, "rb") as f:
+        first = f.readline().decode("utf-8", "replace").strip()
+    if not first:
+        raise DataFormatError(f"{path}: line 1 is empty; expected a ratings row")
+    sep = "::" if "::" in first else "\t" if "\t" in first else "," if "," in first else None
+    if sep is None:
+        raise DataFormatError(
+            f"{path}: line 1 ({first[:60]!r}) is not '::'-, tab- or comma-separated; "
+            "expected user, item, rating, timestamp"
+        )
+    header = not first.split(sep)[0].strip().lstrip("-").isdigit()
+    return sep, header
+
+
+def _first_bad_line(path: Path, sep: str, header: bool) -> str:
+    """Describe the first row that is not four numbers (the slow path, errors only)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            if header and number == 1:
+                continue
+            fields = line.rstrip("\r\n").split(sep)
+            try:
+                if len(fields) != 4:
+                    raise ValueError
+                int(fields[0]), int(fields[1]), float(fields[2]), int(float(fields[3]))
+            except ValueError:
+                return (
+                    f"{path}: line {number} is malformed: {line.rstrip()[:80]!r}; expected "
+                    f"4 fields separated by {sep!r}: user, item, rating, timestamp"
+                )
+    return f"{path}: could not be parsed as ratings"
+
+
+def read_ratings(path: str | Path) -> pd.DataFrame:
+    """Parse a MovieLens ratings file into the common schema.
+
+    Recognises ``UserID::MovieID::Rating::Timestamp`` (ML-1M, ML-10M), tab-separated
+    ``u.data`` (ML-100K) and ``userId,movieId,rating,timestamp`` CSV with a header
+    (ML-20M, ML-25M, ml-latest) from the file's first line, and reads it with pandas' C
+    parser (``::`` is read as ``:`` with the empty fields in between skipped).
+
+    Returns:
+        DataFrame with columns ``user_id, item_id, rating, timestamp`` (:data:`RATING_DTYPES`).
+
+    Raises:
+        MissingFileError: no such file.
+        DataFormatError: a malformed line; the message names the file and the line number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: no such ratings file")
+    sep, header = _sniff(path)
+    # "::" is two ':' around an empty field: read ':' with the C engine, keep every other column.
+    c_sep, columns = (":", [0, 2, 4, 6]) if sep == "::" else (sep, [0, 1, 2, 3])
+    try:
+        frame = pd.read_csv(
+            path, sep=c_sep, header=0 if header else None, engine="c", dtype=np.float64
+        )
+    except (ValueError, pd.errors.ParserError):
+        raise DataFormatError(_first_bad_line(path, sep, header)) from None
+    if frame.shape[1] != columns[-1] + 1:  # a row with more fields than the first one
+        raise DataFormatError(_first_bad_line(path, sep, header))
+    frame = frame.iloc[:, columns]
+    frame.columns = list(RATING_DTYPES)
+    if frame.isna().to_numpy().any():
+        raise DataFormatError(_first_bad_line(path, sep, header))
+    return frame.astype(RATING_DTYPES)
+
+
+def read_movies(folder: str | Path) -> pd.DataFrame | None:
+    """Titles and genres from ``movies.dat``, ``u.item`` or ``movies.csv`` in ``folder``.
+
+    Returns:
+        DataFrame with columns ``item_id, title, genres`` (genres ``|``-separated), or
+        ``None`` when the folder has no movies file.
+    """
+    folder = Path(folder)
+    for name in MOVIES_FILES:
+        path = folder / name
+        if path.is_file():
+            break
+    else:
+        return None
+    if name == "movies.csv":
+        movies = pd.read_csv(path, encoding="utf-8")
+        movies.columns = ["item_id", "title", "genres"]
+    elif name == "movies.dat":
+        with open(path, encoding="latin-1") as f:
+            rows = [line.rstrip("\r\n").split("::", 2) for line in f if line.strip()]
+        movies = pd.DataFrame(rows, columns=["item_id", "title", "genres"])
+    else:  # u.item: id|title|date|video date|url|19 genre flags
+        genre_names = _ml100k_genres(folder)
+        raw = pd.read_csv(path, sep="|", header=None, encoding="latin-1")
+        flags = raw.iloc[:, 5:].to_numpy(dtype=bool)
+        genres = ["|".join(g for g, on in zip(genre_names, row) if on) for row in flags]
+        movies = pd.DataFrame({"item_id": raw[0], "title": raw[1], "genres": genres})
+    movies["item_id"] = movies["item_id"].astype("int32")
+    return movies
+
+
+def _ml100k_genres(folder: Path) -> list[str]:
+    path = folder / "u.genre"
+    if path.is_file():
+        with open(path, encoding="latin-1") as f:
+            return [line.split("|")[0] for line in f if line.strip()]
+    return [f"genre{i}" for i in range(19)]
+
+
+def find_ratings_file(path: str | Path) -> Path:
+    """The ratings file for a path: the file itself, or the one inside a MovieLens folder.
+
+    A folder may hold ``ratings.dat``, ``u.data`` or ``ratings.csv`` directly or in one
+    sub-folder (as when a zip was extracted into a folder of its own name).
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for folder in [path, *sorted(p for p in path.iterdir() if p.is_dir())]:
+            for name in RATINGS_FILES:
+                if (folder / name).is_file():
+                    return folder / name
+        raise MissingFileError(
+            f"{path}: no ratings file found; expected one of {', '.join(RATINGS_FILES)}"
+        )
+    raise MissingFileError(f"{path}: no such file or folder")
+
+
+_SYNTHETIC = re.compile(r"^synthetic(?::(\d+)x(\d+)x(\d+))?$")
+
+
+def load_ratings(
+    dataset: str | Path = "ml-1m",
+    data_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> Ratings:
+    """Load ratings (and titles) by dataset name or path.
+
+    Args:
+        dataset: ``ml-1m``, ``ml-100k``, ``ml-20m``, ``ml-25m``, ``ml-latest-small``
+            (downloaded once into ``data_dir``), ``synthetic`` (MovieLens-1M-shaped) or
+            ``synthetic:USERSxITEMSxINTERACTIONS``, or a path to a ratings file or an
+            extracted MovieLens folder.
+        data_dir: download cache; default :func:`ncf_lib.download.default_data_dir`.
+        seed: seed of the synthetic generator (ignored for real data).
+        progress: progress bar while downloading.
+    """
+    from ncf_lib.synthetic import ML1M_SHAPE, synthetic_movies, synthetic_ratings  # uses us
+
+    text = str(dataset)
+    match = _SYNTHETIC.match(text)
+    if match:
+        shape = tuple(int(g) for g in match.groups()) if match.group(1) else ML1M_SHAPE
+        ratings = synthetic_ratings(*shape, seed=seed)
+        return Ratings(ratings, synthetic_movies(np.unique(ratings["item_id"])), text)
+    if text in DATASETS:
+        folder = fetch(text, data_dir, progress=progress)
+    elif Path(text).exists():
+        folder = None
+    else:
+        raise MissingFileError(
+            f"--dataset {text!r} is neither a known dataset ({', '.join(DATASETS)}, synthetic, "
+            "synthetic:USERSxITEMSxINTERACTIONS) nor an existing file or folder"
+        )
+    ratings_file = find_ratings_file(folder if folder is not None else text)
+    return Ratings(read_ratings(ratings_file), read_movies(ratings_file.parent), text)
