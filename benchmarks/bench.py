@@ -8,8 +8,14 @@ Each side runs in its own child process (so each peak RSS is its own), on the sa
 ``ratings.dat``, with the seed's hyper-parameters: NeuMF, factor 32, layers [64, 32, 16, 8],
 batch 256, 4 negatives, 100 test negatives, Adam lr 0.001. The seed's training epoch is timed
 over its first ``--seed-batches`` batches and extrapolated to the whole epoch unless
-``--full-seed`` is given. Prints a table, and writes it (with the command) and a bar chart to
-``--out``.
+``--full-seed`` is given.
+
+ncf_lib's epoch is timed twice on the same rows: with the hand-written gradients
+(:mod:`ncf_lib.hand_gradients`, what ``make train`` runs on a CPU) and with the plain autograd
+loop (:func:`ncf_lib.train.train_epoch`, what the notebooks run). "end to end" is, for
+ncf_lib, one whole ``python -m ncf_lib train --epochs 1`` process on the file (start-up,
+parsing, split, one epoch, evaluation, checkpoint), and for the seed the sum of its stages.
+Prints a table, and writes it (with the command) and a bar chart to ``--out``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import multiprocessing
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data_pipeline import write_dat, write_ml1m_like  # noqa: E402
 
-STAGES = ["prepare", "epoch", "evaluate"]
+STAGES = ["prepare", "epoch", "epoch (autograd)", "evaluate", "end to end"]
 
 
 def run_seed(path: str, seed_batches: int | None, queue) -> None:
@@ -83,7 +90,7 @@ def run_ours(path: str, queue) -> None:
     from ncf_lib.models import build_model
     from ncf_lib.ratings import Ratings, read_ratings
     from ncf_lib.sampling import batches, epoch_arrays
-    from ncf_lib.train import TrainConfig, make_optimizer
+    from ncf_lib.train import TrainConfig, make_optimizer, train_epoch
 
     torch.manual_seed(42)
     out = {}
@@ -91,14 +98,18 @@ def run_ours(path: str, queue) -> None:
     data = build_dataset(Ratings(read_ratings(path), None, path), num_ng_test=100)
     out["prepare"] = time.perf_counter() - clock
     config = TrainConfig(progress=False)
-    model = build_model("neumf", data.n_users, data.n_items)
-    optimizer = make_optimizer(model, config)
     rng = np.random.default_rng(42)
-    clock = time.perf_counter()
-    tensors = epoch_arrays(data, config.num_ng, rng)
-    # as `python -m ncf_lib train` trains on the CPU: the hand-written gradients
-    hand_gradients.train_epoch(model, optimizer, batches(*tensors, batch_size=config.batch_size))
-    out["epoch"] = time.perf_counter() - clock
+    for stage, run_epoch in (
+        ("epoch", hand_gradients.train_epoch),
+        ("epoch (autograd)", train_epoch),
+    ):
+        torch.manual_seed(42)
+        model = build_model("neumf", data.n_users, data.n_items)
+        optimizer = make_optimizer(model, config)
+        clock = time.perf_counter()
+        tensors = epoch_arrays(data, config.num_ng, rng)
+        run_epoch(model, optimizer, batches(*tensors, batch_size=config.batch_size))
+        out[stage] = time.perf_counter() - clock
     out["epoch_note"] = ""
     out["rows"] = tensors[0].shape[0]
     model.eval()
@@ -107,6 +118,31 @@ def run_ours(path: str, queue) -> None:
     out["evaluate"] = time.perf_counter() - clock
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(out)
+
+
+def whole_process(path: str) -> float:
+    """Seconds of one ``python -m ncf_lib train --epochs 1`` process on ``path``."""
+    with tempfile.TemporaryDirectory() as out:
+        clock = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ncf_lib",
+                "train",
+                "--dataset",
+                path,
+                "--epochs",
+                "1",
+                "--no-log",
+                "--no-progress",
+                "--out",
+                out,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        return time.perf_counter() - clock
 
 
 def in_child(target, *args) -> dict:
@@ -139,8 +175,9 @@ def table(seed: dict, ours: dict) -> pd.DataFrame:
             }
         )
     frame = pd.DataFrame(rows)
-    frame["seed rows/s"] = [np.nan, seed["rows"] / seed["epoch"], np.nan]
-    frame["ncf_lib rows/s"] = [np.nan, ours["rows"] / ours["epoch"], np.nan]
+    epochs = frame["stage"].str.startswith("epoch")
+    frame["seed rows/s"] = np.where(epochs, seed["rows"] / frame["seed"], np.nan)
+    frame["ncf_lib rows/s"] = np.where(epochs, ours["rows"] / frame["ncf_lib"], np.nan)
     return frame
 
 
@@ -170,6 +207,9 @@ def main() -> None:
         print("ncf_lib done", flush=True)
         seed = in_child(run_seed, path, None if args.full_seed else args.seed_batches)
         print("seed done", flush=True)
+        ours["end to end"] = whole_process(path)
+    seed["epoch (autograd)"] = seed["epoch"]  # the seed trains with autograd only
+    seed["end to end"] = seed["prepare"] + seed["epoch"] + seed["evaluate"]
 
     frame = table(seed, ours)
     rss = pd.DataFrame(

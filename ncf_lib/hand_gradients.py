@@ -104,17 +104,22 @@ def _bce_and_grad(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     return loss, (torch.sigmoid(logits) - labels).div_(labels.shape[0]).unsqueeze(1)
 
 
+def _hidden(tower: nn.Sequential) -> list[nn.Linear]:
+    """The tower's linear layers (slicing a ``Sequential`` would build a new module)."""
+    return [m for m in tower if isinstance(m, nn.Linear)]
+
+
 def _tower_forward(tower: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
     """The input of every hidden layer, then the last hidden output."""
     acts = [x]
-    for layer in tower[::2]:
+    for layer in _hidden(tower):
         acts.append(_linear(layer, acts[-1]).relu_())
     return acts
 
 
 def _tower_backward(tower: nn.Sequential, acts: list[torch.Tensor], dh: torch.Tensor):
     """Gradients of the tower's layers from ``(batch, layers[-1])``; returns the input's."""
-    layers = list(tower[::2])
+    layers = _hidden(tower)
     for k in range(len(layers) - 1, -1, -1):
         dh = _linear_grad_(layers[k], dh.masked_fill(acts[k + 1] <= 0, 0.0), acts[k])
     return dh

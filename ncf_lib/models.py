@@ -141,24 +141,18 @@ class NeuMF(Recommender):
 
     @classmethod
     def from_pretrained(cls, gmf: GMF, mlp: MLP, alpha: float = 0.5) -> NeuMF:
-        """NeuMF initialised from a trained GMF and MLP (the paper's pre-training).
-
-        Embeddings and hidden layers are copied; the prediction layer becomes
-        ``[alpha * h_gmf, (1 - alpha) * h_mlp]`` with bias ``alpha * b_gmf + (1 - alpha) *
-        b_mlp``, so before fine-tuning ``NeuMF = alpha * GMF + (1 - alpha) * MLP`` in logits.
-        """
+        """The paper's pre-training: embeddings and tower copied from a trained GMF and MLP,
+        prediction layer ``[alpha * h_gmf, (1 - alpha) * h_mlp]`` (its bias likewise), so
+        NeuMF starts as ``alpha * GMF + (1 - alpha) * MLP`` in logits."""
         if (gmf.n_users, gmf.n_items) != (mlp.n_users, mlp.n_items):
-            raise ConfigError(
-                f"GMF ({gmf.n_users} users, {gmf.n_items} items) and MLP ({mlp.n_users} "
-                f"users, {mlp.n_items} items) were trained on different users or items"
-            )
+            sizes = f"{gmf.n_users}x{gmf.n_items} and {mlp.n_users}x{mlp.n_items}"
+            raise ConfigError(f"GMF and MLP were trained on different users or items ({sizes})")
         config = ModelConfig(gmf.config.factor_num, mlp.config.layers, mlp.config.dropout)
         model = cls(gmf.n_users, gmf.n_items, config)
         with torch.no_grad():
-            model.gmf_user_embedding.weight.copy_(gmf.user_embedding.weight)
-            model.gmf_item_embedding.weight.copy_(gmf.item_embedding.weight)
-            model.mlp_user_embedding.weight.copy_(mlp.user_embedding.weight)
-            model.mlp_item_embedding.weight.copy_(mlp.item_embedding.weight)
+            for name in ("user_embedding", "item_embedding"):
+                getattr(model, f"gmf_{name}").weight.copy_(getattr(gmf, name).weight)
+                getattr(model, f"mlp_{name}").weight.copy_(getattr(mlp, name).weight)
             model.tower.load_state_dict(mlp.tower.state_dict())
             h = torch.cat([alpha * gmf.output.weight, (1 - alpha) * mlp.output.weight], dim=1)
             model.output.weight.copy_(h)

@@ -23,7 +23,7 @@ class Settings:
 
     Attributes:
         sample: running on the small CI sample.
-        dataset: dataset name or path for :func:`ncf_lib.data.load_ratings`.
+        dataset: dataset name or path for :func:`ncf_lib.ratings.load_ratings`.
         epochs: training epochs per model.
         out: folder for checkpoints and TensorBoard logs.
     """

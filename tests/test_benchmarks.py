@@ -101,7 +101,14 @@ def test_bench_times_the_seed_and_counts_worker_start_up_once(tmp_path):
     out = _run(
         "bench.py", "--dataset", str(path), "--seed-batches", "5", "--out", str(tmp_path / "out")
     )
-    for stage in ("prepare", "epoch", "evaluate", "peak RSS (MiB)"):
+    for stage in (
+        "prepare",
+        "epoch",
+        "epoch (autograd)",
+        "evaluate",
+        "end to end",
+        "peak RSS (MiB)",
+    ):
         assert f"| {stage} |" in out
     assert "extrapolated from 5 of" in out and "worker start-up" in out
     assert (tmp_path / "out" / "bench-ratings.dat.md").is_file()

@@ -1,4 +1,4 @@
-"""Tests of ncf_lib.data: parsing, synthetic data, split, candidates, negatives, batches."""
+"""Tests of ratings, synthetic, dataset and sampling: parsing, split, candidates, negatives."""
 
 from __future__ import annotations
 

@@ -44,5 +44,6 @@ def test_structure(name):
     assert setup.cell_type == "code" and 'find_spec("ncf_lib")' in setup.source
     assert "\n## Summary\n" in f"\n{last}", "a summary at the end"
     for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert len(cell.source.splitlines()) <= 15, f"{name}: keep code cells short"
+        if cell.cell_type == "code":  # a class or a function of the package may fill a cell
+            limit = 40 if cell.source.startswith("# ncf_lib/") else 15
+            assert len(cell.source.splitlines()) <= limit, f"{name}: keep code cells short"
