@@ -25,7 +25,7 @@ from ncf_lib.errors import CheckpointError, ConfigError, UnknownIdError, UserErr
 from ncf_lib.metrics import evaluate, full_ranking_metrics
 from ncf_lib.models import MODELS, ModelConfig
 from ncf_lib.pretraining import FINETUNE, pretrain_neumf
-from ncf_lib.ratings import load_ratings
+from ncf_lib.ratings import dataset_label, load_ratings
 from ncf_lib.recommend import recommend, recommendation_table
 from ncf_lib.train import TrainConfig, resolve_device, train_model
 
@@ -318,7 +318,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     )
     results = results[results["key"].isin({s.key for s in specs})]
     histories = runner.read_results(out / "history.csv")
-    summary_path = report.write_report(results, histories, out, data.name)
+    summary_path = report.write_report(results, histories, out, dataset_label(data.name))
     print(report.markdown_summary(report.summary(results)))
     print(f"report: {summary_path}")
 

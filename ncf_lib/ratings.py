@@ -217,3 +217,12 @@ def load_ratings(
         )
     ratings_file = find_ratings_file(folder if folder is not None else text)
     return Ratings(read_ratings(ratings_file), read_movies(ratings_file.parent), text)
+
+
+def dataset_label(dataset: str | Path) -> str:
+    """A dataset's name for reports and plots: a known or generated dataset as given, a path
+    by its last part (``ml-100k`` for ``../data/ml-100k``), so no machine's folders show."""
+    text = str(dataset)
+    if text in DATASETS or _SYNTHETIC.match(text):
+        return text
+    return Path(text).name or text

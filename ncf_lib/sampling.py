@@ -54,8 +54,8 @@ def epoch_arrays(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One epoch of training rows: every positive plus ``num_ng`` fresh negatives, shuffled.
 
-    Call it once per epoch: the paper re-samples negatives every epoch (the seed notebook
-    drew them once and reused them, which costs accuracy).
+    Call it once per epoch: the paper re-samples negatives every epoch (negatives drawn once
+    and reused cost accuracy).
 
     Returns:
         ``users (n,)`` int64, ``items (n,)`` int64, ``labels (n,)`` float32 with

@@ -12,6 +12,7 @@ from ncf_lib.ratings import (
     RATING_DTYPES,
     DataFormatError,
     Ratings,
+    dataset_label,
     find_ratings_file,
     load_ratings,
     read_movies,
@@ -292,3 +293,10 @@ def test_device_sampler_follows_the_same_rules(small_data, monkeypatch, dense_ma
     again = TorchSampler(d, 4, seed=3, device="cpu").epoch()
     assert all(torch.equal(a, b) for a, b in zip((users, items, labels), again))
     assert not torch.equal(sampler.epoch()[1], items)  # fresh negatives each epoch
+
+
+def test_dataset_label_names_the_dataset_not_the_folder(tmp_path):
+    assert dataset_label("ml-100k") == "ml-100k"
+    assert dataset_label("synthetic:10x20x30") == "synthetic:10x20x30"
+    assert dataset_label(tmp_path / "data" / "ml-100k") == "ml-100k"
+    assert dataset_label("../shared/data/ml-100k/") == "ml-100k"

@@ -15,21 +15,32 @@ from ncf_lib.tutorial import SAMPLE_DATASET, settings  # noqa: E402
 
 
 def test_plot_long_tail(small_ratings):
-    fig = plots.plot_long_tail(small_ratings.ratings, title="tiny")
+    """What a reader sees: item counts falling with rank on log-log axes, and a histogram of
+    user activity that accounts for every user."""
+    frame = small_ratings.ratings
+    fig = plots.plot_long_tail(frame, title="tiny")
     left, right = fig.axes
-    assert left.get_xscale() == "log" and right.get_xscale() == "log"
-    assert left.get_xlabel() and right.get_ylabel() == "users"
-    assert "top 10% of items" in left.texts[0].get_text()
+    assert left.get_xscale() == left.get_yscale() == "log" and right.get_xscale() == "log"
+    (curve,) = left.lines
+    counts = curve.get_ydata()
+    assert counts[0] == frame["item_id"].value_counts().max() and (counts[:-1] >= counts[1:]).all()
+    assert len(counts) == frame["item_id"].nunique()
+    assert sum(bar.get_height() for bar in right.patches) == frame["user_id"].nunique()
 
 
 def test_plot_history_marks_the_selected_epoch():
+    """One loss and one HR line per run, in the same colour, and a marker on the selected
+    epoch's test HR of the run that has one."""
     hist = pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.5, 0.4, 0.3], "test_hr": [0.3, 0.5, 0.4]})
-    fig = plots.plot_history(
-        {"a": hist, "b": hist.assign(test_hr=hist.test_hr - 0.1)}, best_epochs={"a": 2}
-    )
+    runs = {"a": hist, "b": hist.assign(test_hr=hist.test_hr - 0.1)}
+    fig = plots.plot_history(runs, best_epochs={"a": 3})
     loss_ax, hr_ax = fig.axes
-    assert len(loss_ax.lines) == 2 and len(hr_ax.lines) == 3  # two curves + one marker
-    assert list(hr_ax.lines[1].get_xdata()) == [2]
+    curves = [line for line in hr_ax.lines if len(line.get_xdata()) == 3]
+    markers = [line for line in hr_ax.lines if len(line.get_xdata()) == 1]
+    assert len(loss_ax.lines) == len(curves) == 2 and len(markers) == 1
+    assert (list(markers[0].get_xdata()), list(markers[0].get_ydata())) == ([3], [0.4])
+    assert markers[0].get_color() == curves[0].get_color() != curves[1].get_color()
+    assert [list(c.get_ydata()) for c in curves] == [list(r["test_hr"]) for r in runs.values()]
 
 
 def test_plot_results_with_and_without_published():
