@@ -135,22 +135,30 @@ def _gmf(model: GMF, users, items, labels):
     return loss
 
 
+def _concat_rows(user_table: nn.Embedding, item_table: nn.Embedding, users, items):
+    """The MLP's input: ``(batch, 2 * dim)`` user rows, then item rows."""
+    return torch.cat([_rows(user_table, users), _rows(item_table, items)], 1)
+
+
+def _concat_grad_(user_table: nn.Embedding, item_table: nn.Embedding, users, items, dx):
+    """Split the ``(batch, 2 * dim)`` input gradient back into the two tables' gradients."""
+    half = user_table.embedding_dim
+    _table_grad_(user_table, users, dx[:, :half])
+    _table_grad_(item_table, items, dx[:, half:])
+
+
 def _mlp(model: MLP, users, items, labels):
-    x = torch.cat([_rows(model.user_embedding, users), _rows(model.item_embedding, items)], 1)
+    x = _concat_rows(model.user_embedding, model.item_embedding, users, items)
     acts = _tower_forward(model.tower, x)
     loss, d = _bce_and_grad(_linear(model.output, acts[-1]).squeeze(1), labels)
     dx = _tower_backward(model.tower, acts, _linear_grad_(model.output, d, acts[-1]))
-    half = model.user_embedding.embedding_dim
-    _table_grad_(model.user_embedding, users, dx[:, :half])
-    _table_grad_(model.item_embedding, items, dx[:, half:])
+    _concat_grad_(model.user_embedding, model.item_embedding, users, items, dx)
     return loss
 
 
 def _neumf(model: NeuMF, users, items, labels):
     p, q = _rows(model.gmf_user_embedding, users), _rows(model.gmf_item_embedding, items)
-    x = torch.cat(
-        [_rows(model.mlp_user_embedding, users), _rows(model.mlp_item_embedding, items)], 1
-    )
+    x = _concat_rows(model.mlp_user_embedding, model.mlp_item_embedding, users, items)
     acts = _tower_forward(model.tower, x)
     fused = torch.cat([p * q, acts[-1]], 1)
     loss, d = _bce_and_grad(_linear(model.output, fused).squeeze(1), labels)
@@ -159,9 +167,7 @@ def _neumf(model: NeuMF, users, items, labels):
     _table_grad_(model.gmf_user_embedding, users, d_fused[:, :f] * q)
     _table_grad_(model.gmf_item_embedding, items, d_fused[:, :f] * p)
     dx = _tower_backward(model.tower, acts, d_fused[:, f:])
-    half = model.mlp_user_embedding.embedding_dim
-    _table_grad_(model.mlp_user_embedding, users, dx[:, :half])
-    _table_grad_(model.mlp_item_embedding, items, dx[:, half:])
+    _concat_grad_(model.mlp_user_embedding, model.mlp_item_embedding, users, items, dx)
     return loss
 
 
