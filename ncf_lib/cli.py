@@ -94,7 +94,7 @@ def _print_epoch(row: dict, k: int) -> None:
     )
 
 
-def _train_config(args: argparse.Namespace, data: NCFData) -> TrainConfig:
+def _train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -165,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         f"NDCG@{args.top_k} {pop['ndcg']:.3f}",
         flush=True,
     )
-    config, stage = _train_config(args, data), _stage(args, data)
+    config, stage = _train_config(args), _stage(args, data)
     on_epoch = lambda row: _print_epoch(row, config.top_k)  # noqa: E731
     if args.pretrain:
         for name in parts:
