@@ -1,22 +1,21 @@
-"""Speed of ncf_lib against the seed notebook, stage by stage, on the same data and machine.
+"""Speed of ncf_lib against the original tutorial, stage by stage, on the same data and machine.
 
     python benchmarks/bench.py                      # generated MovieLens-1M-shaped data
     python benchmarks/bench.py --dataset ../shared/data/ml-100k
-    python benchmarks/bench.py --full-seed          # time the seed's whole epoch (about 4 min)
+    python benchmarks/bench.py --full-original  # the original tutorial's whole epoch (about 4 min)
 
 Each side runs in its own child process (so each peak RSS is its own), on the same
-``ratings.dat``, with the seed's hyper-parameters: NeuMF, factor 32, layers [64, 32, 16, 8],
-batch 256, 4 negatives, 100 test negatives, Adam lr 0.001. The seed's training epoch is timed
-over its first ``--seed-batches`` batches and extrapolated to the whole epoch unless
-``--full-seed`` is given.
+``ratings.dat``, with the original tutorial's hyper-parameters: NeuMF, factor 32, layers
+[64, 32, 16, 8], batch 256, 4 negatives, 100 test negatives, Adam lr 0.001. The original
+tutorial's training epoch is timed over its first ``--original-batches`` batches and
+extrapolated to the whole epoch unless ``--full-original`` is given.
 
 ncf_lib's epoch is timed twice on the same rows: with the hand-written gradients
-(:mod:`ncf_lib.hand_gradients`, what ``make train`` runs on a CPU) and with the plain autograd
-loop (:func:`ncf_lib.train.train_epoch`, what the notebooks run). "end to end" is, for
-ncf_lib, one whole ``python -m ncf_lib train --epochs 1`` process on the file (start-up,
-parsing, split, one epoch, evaluation, checkpoint), and for the seed the sum of its stages.
-Prints a table, and writes it (with the command) and a bar chart to ``--out``.
-"""
+(:mod:`ncf_lib.hand_gradients`, what ``make train`` runs on a CPU) and with the plain
+autograd loop (:func:`ncf_lib.train.train_epoch`, what the notebooks run). "end to end" is,
+for ncf_lib, one whole ``python -m ncf_lib train --epochs 1`` process on the file (start-up,
+parsing, split, one epoch, evaluation, checkpoint), and for the original tutorial the sum of
+its stages. Prints a table, and writes it (with the command) and a bar chart to ``--out``."""
 
 from __future__ import annotations
 
@@ -42,10 +41,11 @@ from data_pipeline import write_dat, write_ml1m_like  # noqa: E402
 STAGES = ["prepare", "epoch", "epoch (autograd)", "evaluate", "end to end"]
 
 
-def run_seed(path: str, seed_batches: int | None, queue) -> None:
-    import seed_reference as S
+def run_original(path: str, original_batches: int | None, queue) -> None:
+    import original_tutorial as S
 
-    # This child was spawned, which would make the seed's DataLoader spawn its workers too
+    # This child was spawned, which would make the original tutorial's DataLoader spawn its
+    # workers too
     # (each one re-importing torch and unpickling 5 M samples): in the notebook, on Linux
     # and Colab, they are forked. Fork them here as well.
     multiprocessing.set_start_method("fork", force=True)
@@ -60,7 +60,7 @@ def run_seed(path: str, seed_batches: int | None, queue) -> None:
     model = S.NeuMF(n_users, n_items)
     total = len(train_loader)
     clock = time.perf_counter()
-    ran, first = S.train_batches(model, train_loader, max_batches=seed_batches)
+    ran, first = S.train_batches(model, train_loader, max_batches=original_batches)
     seconds = time.perf_counter() - clock
     # The workers' start-up (up to the first batch) happens once per epoch: count it once,
     # and extrapolate only the steady rate of the batches after it.
@@ -163,20 +163,20 @@ def in_child(target, *args) -> dict:
     return result
 
 
-def table(seed: dict, ours: dict) -> pd.DataFrame:
+def table(orig: dict, ours: dict) -> pd.DataFrame:
     rows = []
     for stage in STAGES:
         rows.append(
             {
                 "stage": stage,
-                "seed": seed[stage],
+                "original": orig[stage],
                 "ncf_lib": ours[stage],
-                "speed-up": seed[stage] / ours[stage],
+                "speed-up": orig[stage] / ours[stage],
             }
         )
     frame = pd.DataFrame(rows)
     epochs = frame["stage"].str.startswith("epoch")
-    frame["seed rows/s"] = np.where(epochs, seed["rows"] / frame["seed"], np.nan)
+    frame["original rows/s"] = np.where(epochs, orig["rows"] / frame["original"], np.nan)
     frame["ncf_lib rows/s"] = np.where(epochs, ours["rows"] / frame["ncf_lib"], np.nan)
     return frame
 
@@ -185,18 +185,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", help="ratings file or MovieLens folder (default: generated)")
     parser.add_argument(
-        "--seed-batches",
+        "--original-batches",
         type=int,
         default=2000,
-        help="seed batches to time before extrapolating (default 2000)",
+        help="original-tutorial batches to time before extrapolating (default 2000)",
     )
-    parser.add_argument("--full-seed", action="store_true", help="time the seed's whole epoch")
+    parser.add_argument(
+        "--full-original", action="store_true", help="time the original tutorial's whole epoch"
+    )
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "ratings.dat")
-        if args.dataset:  # the seed reads only '::' files: rewrite any format as one
+        if args.dataset:  # the original tutorial reads only '::' files: rewrite any format as one
             from ncf_lib.ratings import find_ratings_file, read_ratings
 
             write_dat(read_ratings(find_ratings_file(args.dataset)), Path(path))
@@ -205,43 +207,43 @@ def main() -> None:
         print(f"data: {path}", flush=True)
         ours = in_child(run_ours, path)
         print("ncf_lib done", flush=True)
-        seed = in_child(run_seed, path, None if args.full_seed else args.seed_batches)
-        print("seed done", flush=True)
+        orig = in_child(run_original, path, None if args.full_original else args.original_batches)
+        print("original tutorial done", flush=True)
         ours["end to end"] = whole_process(path)
-    seed["epoch (autograd)"] = seed["epoch"]  # the seed trains with autograd only
-    seed["end to end"] = seed["prepare"] + seed["epoch"] + seed["evaluate"]
+    orig["epoch (autograd)"] = orig["epoch"]  # the original tutorial trains with autograd only
+    orig["end to end"] = orig["prepare"] + orig["epoch"] + orig["evaluate"]
 
-    frame = table(seed, ours)
+    frame = table(orig, ours)
     rss = pd.DataFrame(
         [
             {
                 "stage": "peak RSS (MiB)",
-                "seed": seed["peak_rss_mib"],
+                "original": orig["peak_rss_mib"],
                 "ncf_lib": ours["peak_rss_mib"],
-                "speed-up": seed["peak_rss_mib"] / ours["peak_rss_mib"],
+                "speed-up": orig["peak_rss_mib"] / ours["peak_rss_mib"],
             }
         ]
     )
     shown = pd.concat([frame, rss], ignore_index=True)
     text = markdown_table(shown)
-    note = seed["epoch_note"]
+    note = orig["epoch_note"]
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     command = "python benchmarks/bench.py " + " ".join(sys.argv[1:])
     print(text)
-    print(f"epoch rows: seed {seed['rows']:,}, ncf_lib {ours['rows']:,}; ", end="")
-    print(f"seed epoch {note or 'timed in full'}")
+    print(f"epoch rows: original tutorial {orig['rows']:,}, ncf_lib {ours['rows']:,}; ", end="")
+    print(f"original tutorial's epoch {note or 'timed in full'}")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "bench-" + (Path(args.dataset).name if args.dataset else "ml1m-shaped")
     (out / f"{name}.md").write_text(
         f"# {name}\n\nCommand: `{command}`\n\nMachine: {machine}\n\n{text}\n\n"
-        f"Seed epoch: {note or 'timed in full'}. "
-        "Seconds, lower is better; speed-up = seed / ncf_lib.\n"
+        f"Original tutorial's epoch: {note or 'timed in full'}. "
+        "Seconds, lower is better; speed-up = original / ncf_lib.\n"
     )
     from ncf_lib.plots import plot_speed
 
-    plot_speed(frame[["stage", "seed", "ncf_lib"]]).savefig(out / f"{name}.png", dpi=120)
+    plot_speed(frame[["stage", "original", "ncf_lib"]]).savefig(out / f"{name}.png", dpi=120)
     print(f"wrote {out / name}.md and .png")
 
 

@@ -1,19 +1,18 @@
 """Time the paper's table: GMF, MLP, NeuMF and NeuMF with pre-training, on one machine.
 
-    python benchmarks/paper_table.py                               # seed settings, batch 256
+    python benchmarks/paper_table.py                               # original settings, batch 256
     python benchmarks/paper_table.py --jobs 1                      # in one process, in turn
     python benchmarks/paper_table.py --batch-size 2048 --lr 0.004  # the opt-in large batch
     python benchmarks/paper_table.py --dataset ../shared/data/ml-100k --epochs 20
 
-Generated MovieLens-1M-shaped data by default. The seed's model settings (32 factors, MLP
-tower [64, 32, 16, 8], 4 negatives, 99 test negatives); each model trains ``--epochs``
-epochs with validation and test evaluated after every epoch, the epoch chosen on validation;
-NeuMF with pre-training reuses the GMF and MLP just trained and fine-tunes with the paper's
-SGD (:data:`ncf_lib.pretraining.FINETUNE`, learning rate scaled like ``--lr``). With ``--jobs 2``
-(the default on 2 cores or more) two single-thread processes share the work. Prints one row per
-model (seconds, seconds per epoch, test HR@10 / NDCG@10 at the selected epoch) and the
-total, and writes them with the command to ``--out``.
-"""
+Generated MovieLens-1M-shaped data by default. The original tutorial's model settings (32
+factors, MLP tower [64, 32, 16, 8], 4 negatives, 99 test negatives); each model trains
+``--epochs`` epochs with validation and test evaluated after every epoch, the epoch chosen
+on validation; NeuMF with pre-training reuses the GMF and MLP just trained and fine-tunes
+with the paper's SGD (:data:`ncf_lib.pretraining.FINETUNE`, learning rate scaled like
+``--lr``). With ``--jobs 2`` (the default on 2 cores or more) two single-thread processes
+share the work. Prints one row per model (seconds, seconds per epoch, test HR@10 / NDCG@10
+at the selected epoch) and the total, and writes them with the command to ``--out``."""
 
 from __future__ import annotations
 

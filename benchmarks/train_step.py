@@ -117,7 +117,7 @@ def main() -> None:
     command = "python benchmarks/train_step.py " + " ".join(sys.argv[1:])
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     note = (
-        f"NeuMF (seed settings), batch {args.batch_size}, {steps_per_epoch:,} steps per "
+        f"NeuMF (original settings), batch {args.batch_size}, {steps_per_epoch:,} steps per "
         f"epoch; {args.rounds} rounds of {args.steps:,} steps each, in turn; after 5 "
         f"steps the two give the same parameters (largest difference {difference:.1e})."
     )

@@ -68,7 +68,7 @@ class RunSpec:
             layer. The tower halves layer by layer as in the paper's code: with ``depth``
             hidden layers it is ``[f * 2**depth, ..., 2f, f]``, the first entry being the
             concatenated embeddings (depth 3: ``[8f, 4f, 2f, f]``, which for f = 8 is the
-            seed's ``[64, 32, 16, 8]`` and for f = 32 guoyang9/NCF's tower).
+            original tutorial's ``[64, 32, 16, 8]`` and for f = 32 guoyang9/NCF's tower).
         seed: seeds the model and the negatives (the split is fixed by the dataset's seed).
         epochs: training epochs (each stage of ``neumf-pre``).
         num_ng: training negatives per positive.

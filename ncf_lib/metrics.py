@@ -8,7 +8,7 @@ Everything is defined by the **rank** of the held-out item among the items it co
 
 **Ties count against the held-out item** (pessimistic): its rank is the number of other
 candidates scoring *at least* as high. A model that gives every item the same score ranks
-the held-out item last, not first (the seed's ``torch.topk`` order, and several ports'
+the held-out item last, not first (the original tutorial's ``torch.topk`` order, and several ports'
 "positive first" layouts, give such a model a perfect score).
 """
 

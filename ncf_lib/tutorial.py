@@ -1,4 +1,4 @@
-"""Settings the notebooks share: full runs on MovieLens-1M, or a small sample in CI.
+"""Settings the notebooks share: full runs on MovieLens-1M, or a small sample for quick runs.
 
 ``NCF_SAMPLE=1`` switches every notebook to a small generated dataset and one or two epochs,
 so the whole tutorial executes in a few minutes (``make test`` does this). ``NCF_DATASET``
@@ -13,7 +13,7 @@ from pathlib import Path
 
 SAMPLE_ENV = "NCF_SAMPLE"
 DATASET_ENV = "NCF_DATASET"
-#: The CI sample: small enough that every notebook runs in seconds, large enough to learn.
+#: The small sample: small enough that every notebook runs in seconds, large enough to learn.
 SAMPLE_DATASET = "synthetic:600x800x24000"
 
 
@@ -22,7 +22,7 @@ class Settings:
     """What a notebook should run on.
 
     Attributes:
-        sample: running on the small CI sample.
+        sample: running on the small sample.
         dataset: dataset name or path for :func:`ncf_lib.ratings.load_ratings`.
         epochs: training epochs per model.
         out: folder for checkpoints and TensorBoard logs.

@@ -99,7 +99,13 @@ def test_bench_times_the_seed_and_counts_worker_start_up_once(tmp_path):
         )
     )
     out = _run(
-        "bench.py", "--dataset", str(path), "--seed-batches", "5", "--out", str(tmp_path / "out")
+        "bench.py",
+        "--dataset",
+        str(path),
+        "--original-batches",
+        "5",
+        "--out",
+        str(tmp_path / "out"),
     )
     for stage in (
         "prepare",

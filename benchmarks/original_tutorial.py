@@ -1,4 +1,4 @@
-"""The seed notebook's data path, model and metrics, kept as they were, for benchmarking.
+"""The original tutorial's data path, model and metrics, kept as they were, for benchmarking.
 
 Copied from ``ncf_tutorial_seed.md`` (the Colab notebook this project grew from) with the
 smallest changes that let it run on Python 3.11 and current PyTorch:
@@ -8,7 +8,7 @@ smallest changes that let it run on Python 3.11 and current PyTorch:
 * the ``argparse`` namespace is replaced by keyword arguments.
 
 Everything else (per-row Python loops, the per-sample ``Dataset``, ``DataLoader`` workers,
-the sigmoid inside the model with ``BCELoss``, ``topk`` metrics) is the seed's.
+the sigmoid inside the model with ``BCELoss``, ``topk`` metrics) is the original tutorial's.
 Only for measuring: do not use it to learn NCF.
 """
 
@@ -40,7 +40,7 @@ class RatingDataset(torch.utils.data.Dataset):
 
 
 class NCFData:
-    """The seed's ``NCF_Data``: re-index, leave-one-out, negatives, loaders."""
+    """The original tutorial's ``NCF_Data``: re-index, leave-one-out, negatives, loaders."""
 
     def __init__(
         self,
@@ -89,7 +89,7 @@ class NCFData:
             .reset_index()
             .rename(columns={"item_id": "interacted_items"})
         )
-        # Python 3.11: random.sample needs a sequence (the seed passed the set itself).
+        # Python 3.11: random.sample needs a sequence (the original tutorial passed the set itself).
         status["negative_items"] = status["interacted_items"].apply(
             lambda x: list(self.item_pool - x)
         )
@@ -139,14 +139,14 @@ class NCFData:
 
 
 def read_ratings_dat(path):
-    """The seed's parser: pandas' python engine on '::'."""
+    """The original tutorial's parser: pandas' python engine on '::'."""
     return pd.read_csv(
         path, sep="::", names=["user_id", "item_id", "rating", "timestamp"], engine="python"
     )
 
 
 class NeuMF(nn.Module):
-    """The seed's NeuMF (sigmoid inside, squeezed output)."""
+    """The original tutorial's NeuMF (sigmoid inside, squeezed output)."""
 
     def __init__(self, num_users, num_items, factor_num=32, layers=(64, 32, 16, 8)):
         super().__init__()
@@ -210,7 +210,7 @@ def metrics(model, test_loader, top_k, device="cpu"):
 
 
 def train_batches(model, loader, max_batches=None, lr=0.001):
-    """The seed's training loop (BCELoss on sigmoid outputs, Adam), optionally cut short.
+    """The original tutorial's training loop (BCELoss on sigmoid outputs, Adam), maybe cut short.
 
     Returns the number of batches run and the seconds until the first batch was trained
     (the ``DataLoader`` starting its workers), so that a cut-short epoch can be
