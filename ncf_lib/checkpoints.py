@@ -9,20 +9,32 @@ always complete.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ncf_lib.dataset import NCFData
+from ncf_lib.dataset import NCFData, fingerprint
 from ncf_lib.errors import CheckpointError, MissingFileError
+from ncf_lib.files import atomic_write
 from ncf_lib.models import MODELS, ModelConfig, Recommender, config_dict, model_name
 
-#: Version of the file layout; 2: NeuMF holds its four embedding tables itself.
-FORMAT = 2
+#: Version of the file layout; 2: NeuMF holds its four embedding tables itself; 3: ids of
+#: any kind, the data's fingerprint, and the state to resume training.
+FORMAT = 3
+
+
+def _ids_out(ids: np.ndarray):
+    """Integer ids as an int64 tensor, names as a list of str (both ``weights_only``-safe)."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind in "iu":
+        return torch.from_numpy(ids.astype(np.int64))
+    return [str(x) for x in ids.tolist()]
+
+
+def _ids_in(ids) -> np.ndarray:
+    return ids.numpy() if isinstance(ids, torch.Tensor) else np.array(ids, dtype=object)
 
 
 def save_checkpoint(
@@ -33,8 +45,14 @@ def save_checkpoint(
     *,
     epoch: int,
     metrics: dict[str, float],
+    training: dict | None = None,
 ) -> Path:
-    """Save ``state_dict``, the model's and training's settings and the id maps, atomically."""
+    """Save ``state_dict``, the model's and training's settings, the id maps and the data's
+    :func:`~ncf_lib.dataset.fingerprint`, atomically.
+
+    ``training`` is what :func:`ncf_lib.train.fit` needs to resume (the last epoch's weights,
+    optimizer and random states, history); ``None`` for a finished model.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -44,9 +62,10 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "n_users": model.n_users,
         "n_items": model.n_items,
-        "user_ids": torch.from_numpy(np.asarray(data.user_ids, dtype=np.int64)),
-        "item_ids": torch.from_numpy(np.asarray(data.item_ids, dtype=np.int64)),
+        "user_ids": _ids_out(data.user_ids),
+        "item_ids": _ids_out(data.item_ids),
         "dataset": data.name,
+        "fingerprint": fingerprint(data),
         "data": {
             "num_ng_test": int(data.test.candidates.shape[1] - 1),
             "validation": data.validation is not None,
@@ -55,20 +74,21 @@ def save_checkpoint(
         "train_config": json.dumps(train_config),
         "epoch": epoch,
         "metrics": metrics,
+        "training": training,
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A loaded checkpoint: the model (in eval mode) and what it was trained on."""
+    """A loaded checkpoint: the model (in eval mode) and what it was trained on.
+
+    Attributes:
+        fingerprint: :func:`~ncf_lib.dataset.fingerprint` of the training data.
+        training: the state to resume training from, or ``None``.
+    """
 
     model: Recommender
     user_ids: np.ndarray
@@ -78,6 +98,8 @@ class Checkpoint:
     train_config: dict
     epoch: int
     metrics: dict[str, float]
+    fingerprint: dict
+    training: dict | None
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
@@ -95,18 +117,46 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
             f"{path}: checkpoint format {version} ({name}); this version reads format "
             f"{FORMAT}: train the model again"
         )
-    settings = payload["model_config"]
-    config = ModelConfig(**{**settings, "layers": tuple(settings["layers"])})
-    model = MODELS[name](payload["n_users"], payload["n_items"], config)
-    model.load_state_dict(payload["state_dict"])
+    try:
+        settings = payload["model_config"]
+        config = ModelConfig(**{**settings, "layers": tuple(settings["layers"])})
+        model = MODELS[name](payload["n_users"], payload["n_items"], config)
+        model.load_state_dict(payload["state_dict"])
+        checkpoint = Checkpoint(
+            model,
+            _ids_in(payload["user_ids"]),
+            _ids_in(payload["item_ids"]),
+            payload["dataset"],
+            payload["data"],
+            json.loads(payload["train_config"]),
+            payload["epoch"],
+            payload["metrics"],
+            payload["fingerprint"],
+            payload["training"],
+        )
+    except KeyError as err:
+        raise CheckpointError(f"{path}: damaged checkpoint, it has no {err}") from None
+    except (RuntimeError, TypeError, ValueError) as err:  # shapes or settings that do not fit
+        reason = str(err).strip().splitlines()[0][:160]
+        raise CheckpointError(
+            f"{path}: damaged checkpoint, its weights do not fit ({reason})"
+        ) from None
     model.to(device).eval()
-    return Checkpoint(
-        model,
-        payload["user_ids"].numpy(),
-        payload["item_ids"].numpy(),
-        payload["dataset"],
-        payload["data"],
-        json.loads(payload["train_config"]),
-        payload["epoch"],
-        payload["metrics"],
-    )
+    return checkpoint
+
+
+def check_same_data(path: str | Path, trained_on: dict, data: NCFData) -> None:
+    """Refuse a checkpoint trained on other data than ``data`` (another file, other ids,
+    another split), naming both.
+
+    Raises:
+        CheckpointError: the fingerprints differ.
+    """
+    here = fingerprint(data)
+    if trained_on != here:
+        differ = [key for key in here if trained_on.get(key) != here[key]]
+        show = lambda fp: ", ".join(f"{k} {fp.get(k)}" for k in differ)  # noqa: E731
+        raise CheckpointError(
+            f"{path} was trained on other data ({show(trained_on)}) than this one "
+            f"({show(here)}); use the dataset and split settings it was trained with"
+        )

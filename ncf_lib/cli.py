@@ -11,23 +11,26 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ncf_lib.baselines import PopularityScorer, RandomScorer
-from ncf_lib.checkpoints import load_checkpoint
+from ncf_lib.checkpoints import check_same_data, load_checkpoint
 from ncf_lib.dataset import NCFData, build_dataset
-from ncf_lib.errors import CheckpointError, ConfigError, UnknownIdError, UserError
+from ncf_lib.errors import CheckpointError, ConfigError, Interrupted, UnknownIdError, UserError
+from ncf_lib.files import check_writable, exclusive_lock
 from ncf_lib.metrics import evaluate, full_ranking_metrics
-from ncf_lib.models import MODELS, ModelConfig
+from ncf_lib.models import MODELS, ModelConfig, build_model, model_name
 from ncf_lib.pretraining import FINETUNE, pretrain_neumf
 from ncf_lib.ratings import dataset_label, load_ratings
 from ncf_lib.recommend import recommend, recommendation_table
-from ncf_lib.train import TrainConfig, resolve_device, train_model
+from ncf_lib.train import TrainConfig, fit, resolve_device, seed_everything, train_model
 
 DATASET_HELP = (
     "ml-1m (default), ml-100k, ml-20m, ml-25m, ml-latest-small (downloaded once into "
@@ -112,18 +115,31 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def _stage(args: argparse.Namespace, data: NCFData):
-    """``(name, config) -> config`` for one stage: its own checkpoint and TensorBoard
-    folder, announced on stdout."""
+class _Run:
+    """The stages of one ``train`` command: their files, locks, and how far each got."""
 
-    def configure(name: str, config: TrainConfig) -> TrainConfig:
-        tag = f"{_slug(data.name)}-{name}"
+    def __init__(self, args: argparse.Namespace, data: NCFData, locks: ExitStack) -> None:
+        self.args, self.data, self.locks = args, data, locks
+        self.checkpoint: Path | None = None
+        self.stage = ""
+        self.last: dict | None = None  # the stage's last finished epoch
+
+    def configure(self, name: str, config: TrainConfig) -> TrainConfig:
+        """``(name, config) -> config`` for one stage: its own checkpoint (locked against a
+        second run writing it) and TensorBoard folder, announced on stdout."""
+        args = self.args
+        tag = f"{_slug(self.data.name)}-{name}"
+        checkpoint = Path(args.out) / f"{tag}.pt"
+        self.lock(checkpoint)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         config = replace(
             config,
-            checkpoint=str(Path(args.out) / f"{tag}.pt"),
-            log_dir=None if args.no_log else str(Path(args.log_dir) / f"{tag}-{stamp}"),
+            checkpoint=str(checkpoint),
+            log_dir=None
+            if args.no_log
+            else str(Path(args.log_dir) / f"{tag}-{stamp}-{os.getpid()}"),
         )
+        self.checkpoint, self.stage, self.last = checkpoint, name, None
         print(
             f"== {name}: {config.epochs} epochs, {config.optimizer} lr {config.lr}, "
             f"batch {config.batch_size}, {config.num_ng} negatives per positive, "
@@ -132,21 +148,68 @@ def _stage(args: argparse.Namespace, data: NCFData):
         )
         return config
 
-    return configure
+    def lock(self, checkpoint: Path) -> None:
+        """Hold ``checkpoint``'s lock until the command ends; stop if another run has it."""
+        lock = checkpoint.with_name(f".{checkpoint.name}.lock")
+        try:
+            self.locks.enter_context(exclusive_lock(lock, wait=False))
+        except BlockingIOError:
+            raise ConfigError(
+                f"{checkpoint} is being written by another training run; wait for it to "
+                "finish, or give this run another --out folder"
+            ) from None
+
+    def interrupted(self) -> str:
+        """One line: what an interruption kept, and how to go on."""
+        if self.checkpoint is None:
+            return "interrupted before training started; nothing was written"
+        if self.last is None:
+            return (
+                f"interrupted in the first epoch of {self.stage}; nothing was saved "
+                f"({self.checkpoint} was not written by this run)"
+            )
+        return (
+            f"interrupted after epoch {self.last['epoch']} of {self.stage}: {self.checkpoint} "
+            f"holds the best epoch so far and can be resumed with "
+            f"python -m ncf_lib train --resume {self.checkpoint}"
+        )
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def _check_parts(args: argparse.Namespace, parts: dict, data: NCFData) -> None:
+    for name, ckpt in parts.items():
+        check_same_data(getattr(args, name), ckpt.fingerprint, data)
+        if type(ckpt.model).__name__.lower() != name:
+            raise CheckpointError(
+                f"--{name} {getattr(args, name)} holds a {type(ckpt.model).__name__}, "
+                f"not a {name.upper()}"
+            )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     if args.pretrain and args.model != "neumf":
         raise UsageError("--pretrain needs --model neumf")
     if (args.gmf or args.mlp) and not args.pretrain:
         raise UsageError("--gmf/--mlp are the pre-trained parts of --pretrain")
+    resumed = load_checkpoint(args.resume) if args.resume else None
+    if resumed is not None:
+        if args.pretrain:
+            raise UsageError(
+                "--resume continues one model's run; it cannot be used with --pretrain"
+            )
+        if resumed.training is None:
+            raise CheckpointError(f"--resume {args.resume}: this checkpoint has no training state")
+        _from_checkpoint(args, resumed)
+    args.dataset = args.dataset or "ml-1m"
+    args.epochs = args.epochs if args.epochs is not None else TrainConfig().epochs
     parts = {
-        name: load_checkpoint(path).model
-        for name, path in (("gmf", args.gmf), ("mlp", args.mlp))
-        if path
+        name: load_checkpoint(path) for name, path in (("gmf", args.gmf), ("mlp", args.mlp)) if path
     }
     model_config = ModelConfig(args.factor_num, tuple(args.layers), args.dropout)
+    config = _train_config(args)
     resolve_device(args.device)
+    check_writable(args.out, "--out")
+    if not args.no_log:
+        check_writable(args.log_dir, "--log-dir")
     clock = time.perf_counter()
     data = build_dataset(
         load_ratings(args.dataset, args.data_dir),
@@ -154,6 +217,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         seed=args.seed,
         validation=args.select_on == "validation",
     )
+    _check_parts(args, parts, data)
+    if resumed is not None:
+        check_same_data(args.resume, resumed.fingerprint, data)
     print(
         f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items, "
         f"{data.n_train:,} training positives, {data.test.users.size:,} test users x "
@@ -165,27 +231,82 @@ def cmd_train(args: argparse.Namespace) -> None:
         f"NDCG@{args.top_k} {pop['ndcg']:.3f}",
         flush=True,
     )
-    config, stage = _train_config(args), _stage(args, data)
-    on_epoch = lambda row: _print_epoch(row, config.top_k)  # noqa: E731
+    with ExitStack() as locks:
+        run = _Run(args, data, locks)
+
+        def on_epoch(row: dict) -> None:
+            run.last = row
+            _print_epoch(row, config.top_k)
+
+        try:
+            result = _train(args, data, config, model_config, parts, resumed, run, on_epoch)
+        except KeyboardInterrupt:
+            print(run.interrupted(), file=sys.stderr, flush=True)
+            return 130
+    _report(args, result, clock)
+    return 0
+
+
+def _from_checkpoint(args: argparse.Namespace, ckpt) -> None:
+    """Take every setting of a resumed run from its checkpoint (``--epochs`` may extend it)."""
+    saved = ckpt.train_config
+    for key in (
+        "batch_size",
+        "lr",
+        "optimizer",
+        "l2",
+        "num_ng",
+        "top_k",
+        "seed",
+        "select_on",
+        "patience",
+    ):
+        setattr(args, key, saved[key])
+    args.epochs = args.epochs if args.epochs is not None else saved["epochs"]
+    args.engine = "hand" if saved["hand_gradients"] else "autograd"
+    args.model = model_name(ckpt.model)
+    config = ckpt.model.config
+    args.factor_num, args.layers, args.dropout = (
+        config.factor_num,
+        list(config.layers),
+        config.dropout,
+    )
+    args.dataset = args.dataset or ckpt.dataset
+    args.num_ng_test = ckpt.data["num_ng_test"]
+    args.out = str(Path(args.resume).parent)
+
+
+def _train(args, data, config, model_config, parts, resumed, run: _Run, on_epoch):
     if args.pretrain:
         for name in parts:
             print(f"== {name}: loaded from {getattr(args, name)} ==")
-        result = pretrain_neumf(
+        return pretrain_neumf(
             data,
             config,
             model_config,
             alpha=args.alpha,
-            gmf=parts.get("gmf"),
-            mlp=parts.get("mlp"),
+            gmf=parts["gmf"].model if "gmf" in parts else None,
+            mlp=parts["mlp"].model if "mlp" in parts else None,
             finetune={"lr": args.finetune_lr, "optimizer": args.finetune_optimizer},
-            stage_config=stage,
+            stage_config=run.configure,
             on_epoch=on_epoch,
         ).neumf
-    else:
-        result = train_model(
-            args.model, data, stage(args.model, config), model_config, on_epoch=on_epoch
-        )
+    stage = run.configure(args.model, config)
+    if resumed is not None:
+        if Path(stage.checkpoint).resolve() != Path(args.resume).resolve():
+            stage = replace(stage, checkpoint=str(args.resume))
+            run.lock(Path(args.resume))
+            run.checkpoint = Path(args.resume)
+        print(f"resuming after epoch {resumed.training['epoch']} from {args.resume}")
+        for row in resumed.training["history"]:
+            _print_epoch(row, config.top_k)
+        seed_everything(stage.seed)
+        model = build_model(args.model, data.n_users, data.n_items, model_config)
+        return fit(model, data, stage, on_epoch=on_epoch, resume=resumed)
+    return train_model(args.model, data, stage, model_config, on_epoch=on_epoch)
 
+
+def _report(args: argparse.Namespace, result, clock: float) -> None:
     k = args.top_k
     best = result.best
     print(f"done in {time.perf_counter() - clock:.1f} s; best epoch chosen on {args.select_on}")
@@ -216,14 +337,29 @@ def _checkpoint_and_data(args: argparse.Namespace):
     dataset = args.dataset or ckpt.dataset
     ratings = load_ratings(dataset, args.data_dir)
     data = build_dataset(ratings, **ckpt.data)
-    if not (
-        np.array_equal(data.user_ids, ckpt.user_ids)
-        and np.array_equal(data.item_ids, ckpt.item_ids)
-    ):
-        raise CheckpointError(
-            f"{args.checkpoint} was trained on other users or items than --dataset {dataset}"
-        )
+    check_same_data(args.checkpoint, ckpt.fingerprint, data)
     return ckpt, ratings, data
+
+
+def _user_index(data: NCFData, user: str) -> int:
+    """The contiguous id of an original user id given on the command line."""
+    ids = data.user_ids
+    if ids.dtype.kind in "iu":
+        try:
+            key = int(user)
+        except ValueError:
+            raise UnknownIdError(
+                f"--user {user!r}: the user ids of {data.name} are integers"
+            ) from None
+    else:
+        key = user
+    where = int(np.searchsorted(ids, key))
+    if where >= data.n_users or ids[where] != key:
+        raise UnknownIdError(
+            f"--user {user} is not in {data.name} (original user ids run from "
+            f"{ids[0]} to {ids[-1]})"
+        )
+    return where
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -257,17 +393,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
-    ckpt, ratings, data = _checkpoint_and_data(args)
-    where = np.searchsorted(data.user_ids, args.user)
-    if where >= data.n_users or data.user_ids[where] != args.user:
-        raise UnknownIdError(
-            f"user {args.user} is not in {data.name} (original user ids run from "
-            f"{data.user_ids[0]} to {data.user_ids[-1]})"
-        )
-    rated = ratings.ratings.loc[ratings.ratings["user_id"] == args.user, "item_id"].to_numpy()
-    history = np.searchsorted(data.item_ids, rated)
-    items, probs = recommend(ckpt.model, int(where), args.k, exclude=history)
-    print(f"Top {len(items)} for user {args.user} ({len(rated)} movies rated, excluded):")
+    if args.k < 1:
+        raise UsageError(f"-k must be at least 1, got {args.k}")
+    ckpt, _, data = _checkpoint_and_data(args)
+    user = _user_index(data, args.user)
+    history = data.train_items[slice(*np.searchsorted(data.train_users, [user, user + 1]))]
+    held = [s.items[s.users == user] for s in (data.validation, data.test) if s is not None]
+    history = np.concatenate([history, *held])
+    items, probs = recommend(ckpt.model, user, args.k, exclude=history)
+    print(
+        f"Top {len(items)} for user {data.user_ids[user]} ({history.size} movies rated, excluded):"
+    )
     table = recommendation_table(items, probs, data.item_ids, data.titles)
     print(table.to_string(index=False))
 
@@ -285,11 +421,14 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     specs = grid.paper_grid(args.seeds, args.epochs, args.study_epochs, args.factors)
     if args.only_main:
         specs = [s for s in specs if s.study == "main"]
-    done = set(runner.read_results(out / "results.csv")["key"])
-    todo = [s for s in specs if s.key not in done]
-    speed = grid.seconds_per_million_rows(data)
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    kept, notes = runner.finished_rows(out / "results.csv")
+    for note in notes:
+        print(note)
+    done = set(kept["key"])
+    todo = [s for s in specs if s.key not in done]
+    speed = grid.seconds_per_million_rows(data)
     minutes = grid.estimate_seconds(todo, data, speed) / 60 / min(args.jobs, os.cpu_count() or 1)
     print(f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items")
     print(
@@ -375,8 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _data_arguments(train, dataset_default="ml-1m")
+    train.set_defaults(dataset=None)  # ml-1m, or with --resume the checkpoint's
     train.add_argument("--model", default="neumf", choices=list(MODELS))
-    train.add_argument("--epochs", type=int, default=d.epochs, help="epochs (each stage)")
+    train.add_argument(
+        "--epochs", type=int, default=None, help=f"epochs (each stage; default {d.epochs})"
+    )
     train.add_argument("--batch-size", type=int, default=d.batch_size)
     train.add_argument("--lr", type=float, default=d.lr, help="learning rate")
     train.add_argument("--optimizer", choices=["adam", "sgd"], default=d.optimizer)
@@ -457,6 +599,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=FINETUNE["lr"],
         help="learning rate of the pre-trained NeuMF",
     )
+    train.add_argument(
+        "--resume",
+        metavar="CKPT",
+        help="continue the interrupted run that wrote CKPT, with its settings (--epochs "
+        "may extend it); reaches the numbers of an uninterrupted run",
+    )
     train.add_argument("--out", default="checkpoints", help="checkpoint folder")
     train.add_argument("--log-dir", default="runs", help="TensorBoard folder")
     train.add_argument("--no-log", action="store_true", help="no TensorBoard logs")
@@ -480,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = commands.add_parser("recommend", help="top-k movies for a user, with titles")
     rec.add_argument("checkpoint")
-    rec.add_argument("--user", type=int, required=True, help="original (MovieLens) user id")
+    rec.add_argument("--user", required=True, help="original user id (as in the ratings file)")
     rec.add_argument("-k", type=int, default=10, help="how many movies")
     _data_arguments(rec, dataset_default=None)
     rec.set_defaults(run=cmd_recommend)
@@ -513,14 +661,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # end like Ctrl-C: say what was kept
     try:
-        args.run(args)
+        return args.run(args) or 0
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -10,6 +10,7 @@ randomness goes through a ``numpy.random.Generator`` seeded by ``build_dataset``
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,7 +18,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from ncf_lib.errors import DataError
+from ncf_lib.errors import ConfigError, DataError
 from ncf_lib.ratings import Ratings
 
 #: Largest users x items for which membership tests use a dense bool table (bytes).
@@ -222,14 +223,23 @@ def build_dataset(
     Args:
         ratings: from :func:`load_ratings`.
         num_ng_test: sampled negatives per held-out item (99: the paper ranks 100 items; the
-            seed notebook used 100).
+            original tutorial used 100).
         validation: also hold out each user's second-latest interaction for model selection.
         seed: fixes the candidates.
         timings: if given, receives the seconds of each stage (``reindex``, ``split``,
             ``candidates``).
     """
+    if num_ng_test < 1:
+        raise ConfigError(
+            f"num_ng_test (--num-ng-test) must be at least 1, got {num_ng_test}: with no "
+            "sampled negatives the held-out item is always first and HR is 1"
+        )
+    if seed < 0:
+        raise ConfigError(f"seed (--seed) must be a non-negative integer, got {seed}")
     clock = time.perf_counter()
     frame = ratings.ratings
+    if frame.empty:
+        raise DataError(f"{ratings.name}: no ratings")
     users, items, user_ids, item_ids = reindex(frame)
     n_users, n_items = user_ids.size, item_ids.size
     mark = _lap(timings, "reindex", clock)
@@ -244,6 +254,7 @@ def build_dataset(
     )
     train_keys = _sorted_unique(users[train] * n_items + items[train])
     train_keys = train_keys[~_member(train_keys, held)]
+    _check_split(ratings.name, test, val, train_keys, validation)
     mark = _lap(timings, "split", mark)
     rng = np.random.default_rng(seed)
     test_set = EvalSet(
@@ -275,6 +286,43 @@ def build_dataset(
         name=ratings.name,
         seed=seed,
     )
+
+
+def _check_split(name, test, val, train_keys, validation: bool) -> None:
+    """Refuse a split that cannot train or evaluate anything, saying why."""
+    if test.size == 0:
+        raise DataError(f"{name}: no user has 2 ratings; leave-one-out needs 2 to test a user")
+    if validation and val.size == 0:
+        raise DataError(
+            f"{name}: no user has 3 ratings, so there are no validation items; select the "
+            "epoch on the test items instead (--select-on test, validation=False)"
+        )
+    if train_keys.size == 0:
+        raise DataError(f"{name}: nothing is left to train on once the held-out items are out")
+
+
+def fingerprint(data: NCFData) -> dict:
+    """What a model trained on ``data`` depends on: sizes, and SHA-256 digests (first 16 hex
+    digits) of the id maps and of the split (training pairs, every evaluation candidate).
+
+    Two builds of the same file with the same settings give the same fingerprint; another
+    file, other ids, another seed or ``num_ng_test`` give another.
+    """
+    ids = hashlib.sha256()
+    for original in (data.user_ids, data.item_ids):
+        ids.update("\x1f".join(map(str, original.tolist())).encode() + b"\x1e")
+    split = hashlib.sha256(np.ascontiguousarray(data.train_keys, dtype=np.int64).tobytes())
+    for eval_set in (data.validation, data.test):
+        if eval_set is not None:
+            split.update(np.ascontiguousarray(eval_set.candidates, dtype=np.int64).tobytes())
+    return {
+        "dataset": data.name,
+        "users": data.n_users,
+        "items": data.n_items,
+        "train": data.n_train,
+        "ids": ids.hexdigest()[:16],
+        "split": split.hexdigest()[:16],
+    }
 
 
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:

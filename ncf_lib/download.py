@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ncf_lib.errors import ConfigError, UserError
+from ncf_lib.files import current_umask
 
 #: Environment variable that overrides the default cache folder.
 DATA_DIR_ENV = "NCF_DATA_DIR"
@@ -108,10 +109,23 @@ def download(
         progress: show a tqdm bar.
     """
     dest = Path(dest)
-    if dest.exists() and (md5 is None or md5sum(dest) == md5):
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    stale = ""
+    if dest.exists():
+        found = md5sum(dest)
+        if md5 is None or found == md5:
+            return dest
+        stale = (
+            f"The file already at {dest} failed its checksum (MD5 {found}, expected {md5}): "
+            "it is incomplete or another file; delete or replace it. "
+        )
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    except OSError as err:
+        raise DownloadError(
+            f"Cannot write to the data folder {dest.parent} ({err.strerror}); choose another "
+            f"with --data-dir or {DATA_DIR_ENV}. " + _by_hand(url, dest)
+        ) from None
     tmp = Path(tmp_name)
     try:
         digest = hashlib.md5()
@@ -136,6 +150,7 @@ def download(
                 f"Checksum mismatch for {url}: got MD5 {digest.hexdigest()}, expected {md5}. "
                 + _by_hand(url, dest)
             )
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, dest)
         return dest
     except DownloadError:
@@ -147,7 +162,9 @@ def download(
         ) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         reason = getattr(err, "reason", err)
-        raise DownloadError(f"Could not download {url}: {reason}. " + _by_hand(url, dest)) from None
+        raise DownloadError(
+            stale + f"Could not download {url}: {reason}. " + _by_hand(url, dest)
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -197,6 +214,7 @@ def extract(archive: Path, folder: Path) -> Path:
             zf.extractall(tmp)
         entries = list(tmp.iterdir())
         inner = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
+        os.chmod(inner, 0o777 & ~current_umask())  # mkdtemp's folder is private (0o700)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(inner, folder)

@@ -33,3 +33,15 @@ class UnknownIdError(UserError, LookupError):
 
 class CheckpointError(UserError, ValueError):
     """A file is not a checkpoint this version can load, or does not fit the data."""
+
+
+class NonFiniteScoresError(DataError):
+    """A model scored NaN or infinity: metrics of such scores would mean nothing."""
+
+
+class TrainingDivergedError(ConfigError):
+    """The training loss became NaN or infinite (a learning rate or L2 weight too large)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that a run ends the same way for both."""

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ncf_lib.dataset import EvalSet, NCFData
+from ncf_lib.errors import ConfigError, NonFiniteScoresError
 
 #: ``scorer(users (n,), items (n, c)) -> scores (n, c)``; higher is better.
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -94,8 +95,34 @@ def score_candidates(
 def evaluate(
     scorer: Scorer, eval_set: EvalSet, k: int = 10, *, device: torch.device | str = "cpu"
 ) -> dict[str, float]:
-    """Sampled HR@k and NDCG@k of a scorer on an evaluation set (the paper's protocol)."""
-    return sampled_metrics(score_candidates(scorer, eval_set, device=device), k)
+    """Sampled HR@k and NDCG@k of a scorer on an evaluation set (the paper's protocol).
+
+    Raises:
+        ConfigError: ``k`` is not below the number of candidates (HR would be 1).
+        NonFiniteScoresError: a score is NaN or infinite.
+    """
+    check_top_k(k, eval_set.candidates.shape[1], "candidates per user")
+    scores = score_candidates(scorer, eval_set, device=device)
+    _check_finite(scores)
+    return sampled_metrics(scores, k)
+
+
+def check_top_k(k: int, n: int, what: str) -> None:
+    if not 1 <= k < n:
+        raise ConfigError(
+            f"top_k (--top-k) must be at least 1 and below the {n} {what}, got {k}: "
+            "otherwise every held-out item is (or none is) in the top k"
+        )
+
+
+def _check_finite(scores: torch.Tensor) -> None:
+    bad = ~torch.isfinite(scores).all(dim=1)
+    if bad.any():
+        raise NonFiniteScoresError(
+            f"the model scores NaN or infinity for {int(bad.sum())} of {bad.numel()} users "
+            "(its weights are not finite: a diverged or damaged model); metrics of such "
+            "scores would mean nothing"
+        )
 
 
 @torch.inference_mode()
@@ -116,12 +143,14 @@ def full_ranking_metrics(
     validation set when evaluating on test: those interactions are known too). With one
     held-out item per user, Recall@k (hits / min(k, relevant)) equals HR@k.
     """
+    check_top_k(k, data.n_items, "items")
     all_items = torch.arange(data.n_items, device=device)
     ranks = []
     for start in range(0, eval_set.users.size, chunk):
         users_np = eval_set.users[start : start + chunk]
         users = torch.from_numpy(users_np).to(device)
-        scores = _nan_last(scorer(users, all_items.expand(users.shape[0], -1)).float())
+        scores = scorer(users, all_items.expand(users.shape[0], -1)).float()
+        _check_finite(scores)
         known = torch.from_numpy(_known_mask(data, users_np, exclude)).to(device)
         held = torch.from_numpy(eval_set.items[start : start + chunk]).to(device)
         target = scores.gather(1, held[:, None])

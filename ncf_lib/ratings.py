@@ -17,8 +17,8 @@ import pandas as pd
 from ncf_lib.download import DATASETS, fetch
 from ncf_lib.errors import DataError, MissingFileError
 
-#: Column names and dtypes of every ratings table, whatever file it came from.
-RATING_DTYPES = {"user_id": "int32", "item_id": "int32", "rating": "float32", "timestamp": "int64"}
+#: Column names and dtypes of a ratings table with integer ids (names are kept as ``object``).
+RATING_DTYPES = {"user_id": "int64", "item_id": "int64", "rating": "float32", "timestamp": "int64"}
 RATINGS_FILES = ("ratings.dat", "u.data", "ratings.csv")
 MOVIES_FILES = ("movies.dat", "u.item", "movies.csv")
 
@@ -47,34 +47,61 @@ class Ratings:
 # --------------------------------------------------------------------------------------
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _sniff(path: Path) -> tuple[str, bool]:
-    """Separator and whether there is a header, from the first line of a ratings file."""
+    """Separator, and whether line 1 is a header, from the first line of a ratings file.
+
+    A header is recognised by its content: a ratings row has a number in its rating and
+    timestamp fields (ids may be names), a header has names there.
+    """
     with open(path, "rb") as f:
         first = f.readline().decode("utf-8", "replace").strip()
     if not first:
         raise DataFormatError(f"{path}: line 1 is empty; expected a ratings row")
     sep = "::" if "::" in first else "\t" if "\t" in first else "," if "," in first else None
-    if sep is None:
+    fields = first.split(sep) if sep else []
+    if len(fields) != 4:
         raise DataFormatError(
-            f"{path}: line 1 ({first[:60]!r}) is not '::'-, tab- or comma-separated; "
-            "expected user, item, rating, timestamp"
+            f"{path}: line 1 ({first[:60]!r}) is not 4 fields separated by '::', tab or "
+            "comma; expected user, item, rating, timestamp"
         )
-    header = not first.split(sep)[0].strip().lstrip("-").isdigit()
+    header = not (_is_number(fields[2]) and _is_number(fields[3]))
     return sep, header
 
 
+def _bad_id(text: str) -> bool:
+    """An id that is a number but not an integer (``1.7``, ``2e3``): refused, not truncated."""
+    text = text.strip()
+    return not _INTEGER.match(text) and _is_number(text)
+
+
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
 def _first_bad_line(path: Path, sep: str, header: bool) -> str:
-    """Describe the first row that is not four numbers (the slow path, errors only)."""
+    """Describe the first row that is not ``id, id, number, number`` (errors only)."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
             if header and number == 1:
                 continue
             fields = line.rstrip("\r\n").split(sep)
-            try:
-                if len(fields) != 4:
-                    raise ValueError
-                int(fields[0]), int(fields[1]), float(fields[2]), int(float(fields[3]))
-            except ValueError:
+            if len(fields) == 4 and (bad := [t for t in fields[:2] if _bad_id(t)]):
+                return (
+                    f"{path}: line {number}: id {bad[0].strip()!r} is a number but not an "
+                    "integer; expected integer ids or names"
+                )
+            if (
+                len(fields) != 4
+                or not all(t.strip() for t in fields[:2])
+                or not (_is_number(fields[2]) and _is_number(fields[3]))
+            ):
                 return (
                     f"{path}: line {number} is malformed: {line.rstrip()[:80]!r}; expected "
                     f"4 fields separated by {sep!r}: user, item, rating, timestamp"
@@ -82,16 +109,33 @@ def _first_bad_line(path: Path, sep: str, header: bool) -> str:
     return f"{path}: could not be parsed as ratings"
 
 
+def _ids(column: pd.Series, path: Path, sep: str, header: bool) -> np.ndarray:
+    """Ids read as text: int64 when every one is an integer, else the names themselves."""
+    text = column.str.strip()
+    if text.str.fullmatch(r"[+-]?\d+").all():
+        try:
+            return text.astype(np.int64).to_numpy()
+        except (OverflowError, ValueError):  # beyond int64: keep them as names
+            return text.to_numpy(dtype=object)
+    if text.map(_bad_id).any():
+        raise DataFormatError(_first_bad_line(path, sep, header))
+    return text.to_numpy(dtype=object)
+
+
 def read_ratings(path: str | Path) -> pd.DataFrame:
-    """Parse a MovieLens ratings file into the common schema.
+    """Parse a ratings file into the common schema.
 
     Recognises ``UserID::MovieID::Rating::Timestamp`` (ML-1M, ML-10M), tab-separated
-    ``u.data`` (ML-100K) and ``userId,movieId,rating,timestamp`` CSV with a header
-    (ML-20M, ML-25M, ml-latest) from the file's first line, and reads it with pandas' C
-    parser (``::`` is read as ``:`` with the empty fields in between skipped).
+    ``u.data`` (ML-100K) and ``userId,movieId,rating,timestamp`` CSV (ML-20M, ML-25M,
+    ml-latest) from the file's first line; a header row is recognised by its content. Ids
+    are integers of any size (int64) or names (strings such as ``U1x``), kept as they are;
+    an id that is a number but not an integer (``1.7``) is an error. The common all-integer
+    case is read by pandas' C parser straight into int64 (``::`` is read as ``:`` with the
+    empty fields in between skipped); other ids are read as text.
 
     Returns:
-        DataFrame with columns ``user_id, item_id, rating, timestamp`` (:data:`RATING_DTYPES`).
+        DataFrame with columns ``user_id, item_id, rating, timestamp``: ids int64 or
+        object (str), rating float32, timestamp int64.
 
     Raises:
         MissingFileError: no such file.
@@ -103,19 +147,33 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
     sep, header = _sniff(path)
     # "::" is two ':' around an empty field: read ':' with the C engine, keep every other column.
     c_sep, columns = (":", [0, 2, 4, 6]) if sep == "::" else (sep, [0, 1, 2, 3])
+    names = list(RATING_DTYPES)
+
+    def parse(id_dtype):
+        dtypes = dict(zip(columns, [id_dtype, id_dtype, np.float64, np.float64]))
+        frame = pd.read_csv(path, sep=c_sep, header=0 if header else None, engine="c", dtype=dtypes)
+        if frame.shape[1] != columns[-1] + 1:  # a row with more fields than the first one
+            raise DataFormatError(_first_bad_line(path, sep, header))
+        frame = frame.iloc[:, columns]
+        frame.columns = names
+        return frame
+
     try:
-        frame = pd.read_csv(
-            path, sep=c_sep, header=0 if header else None, engine="c", dtype=np.float64
-        )
-    except (ValueError, pd.errors.ParserError):
-        raise DataFormatError(_first_bad_line(path, sep, header)) from None
-    if frame.shape[1] != columns[-1] + 1:  # a row with more fields than the first one
+        frame = parse(np.int64)
+    except (ValueError, OverflowError, pd.errors.ParserError):
+        try:
+            frame = parse(str)
+        except (ValueError, pd.errors.ParserError):
+            raise DataFormatError(_first_bad_line(path, sep, header)) from None
+        if frame[["user_id", "item_id"]].isna().to_numpy().any():
+            raise DataFormatError(_first_bad_line(path, sep, header)) from None
+        frame["user_id"] = _ids(frame["user_id"], path, sep, header)
+        frame["item_id"] = _ids(frame["item_id"], path, sep, header)
+    if frame[["rating", "timestamp"]].isna().to_numpy().any():
         raise DataFormatError(_first_bad_line(path, sep, header))
-    frame = frame.iloc[:, columns]
-    frame.columns = list(RATING_DTYPES)
-    if frame.isna().to_numpy().any():
-        raise DataFormatError(_first_bad_line(path, sep, header))
-    return frame.astype(RATING_DTYPES)
+    if frame.empty:
+        raise DataFormatError(f"{path}: no ratings after the header")
+    return frame.astype({"rating": "float32", "timestamp": "int64"})
 
 
 def read_movies(folder: str | Path) -> pd.DataFrame | None:
@@ -145,7 +203,7 @@ def read_movies(folder: str | Path) -> pd.DataFrame | None:
         flags = raw.iloc[:, 5:].to_numpy(dtype=bool)
         genres = ["|".join(g for g, on in zip(genre_names, row) if on) for row in flags]
         movies = pd.DataFrame({"item_id": raw[0], "title": raw[1], "genres": genres})
-    movies["item_id"] = movies["item_id"].astype("int32")
+    movies["item_id"] = movies["item_id"].astype("int64")
     return movies
 
 

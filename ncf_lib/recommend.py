@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ncf_lib.errors import NonFiniteScoresError
 from ncf_lib.models import Recommender
 
 
@@ -21,6 +22,9 @@ def recommend(
         k: how many items.
         exclude: item ids never to recommend (the user's history).
 
+    Raises:
+        NonFiniteScoresError: the model's scores are not finite (a diverged model).
+
     Returns:
         ``items (k,)`` contiguous ids, best first, and ``probabilities (k,)`` (sigmoid of
         the logits).
@@ -28,6 +32,10 @@ def recommend(
     device = next(model.parameters()).device
     items = torch.arange(model.n_items, device=device)
     logits = model.score(torch.tensor([user], device=device), items[None, :])[0]
+    if not torch.isfinite(logits).all():
+        raise NonFiniteScoresError(
+            f"the model scores NaN or infinity for user {user}: its weights are not finite"
+        )
     if exclude is not None and len(exclude):
         logits[torch.as_tensor(exclude, device=device)] = float("-inf")
     k = min(k, int(torch.isfinite(logits).sum()))

@@ -7,36 +7,98 @@ finished run, so an interrupted grid resumes where it stopped.
 from __future__ import annotations
 
 import multiprocessing
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from queue import Empty
 
+import numpy as np
 import pandas as pd
 import torch
 
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError
+from ncf_lib.files import atomic_write, check_writable, exclusive_lock
 from ncf_lib.grid import RunSpec, estimate_seconds, run_one
+from ncf_lib.ratings import DataFormatError
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    """The results CSV, or an empty frame when it does not exist yet."""
+    """A results or history CSV as it is on disk, or an empty frame when it does not exist.
+
+    Raises:
+        DataFormatError: the file exists but is not a readable CSV (the message names it).
+    """
     path = Path(path)
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["key"])
+    if not path.is_file():
+        return pd.DataFrame(columns=["key"])
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise DataFormatError(
+            f"{path}: not a readable results CSV ({reason}); move it away to start afresh"
+        ) from None
+    if "key" not in frame.columns:
+        raise DataFormatError(f"{path}: no 'key' column; not a results CSV of run_grid")
+    return frame
+
+
+#: Columns every finished row must hold as finite numbers.
+REQUIRED = ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "seconds")
+
+
+def _spec_key(row: pd.Series) -> str | None:
+    """The key a row's own fields give, or ``None`` when a field is missing or not a number."""
+    try:
+        return RunSpec(
+            str(row["model"]),
+            int(row["factors"]),
+            int(row["seed"]),
+            int(row["epochs"]),
+            int(row["num_ng"]),
+            int(row["depth"]),
+            str(row["study"]),
+            str(row["refit"]).strip().lower() in ("true", "1"),
+        ).key
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def finished_rows(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """The complete rows of a results CSV, and a note for each row that is not.
+
+    A row counts as finished when its key is the one its own fields give and every
+    :data:`REQUIRED` column is a finite number; a row cut short by an interruption, a
+    damaged key or a second copy of a key is left out (and so trained again by
+    :func:`run_grid`). Notes name the file and the line.
+    """
+    frame = read_results(path)
+    if frame.empty:
+        return frame, []
+    metrics = frame.reindex(columns=list(REQUIRED)).apply(pd.to_numeric, errors="coerce")
+    complete = np.isfinite(metrics.to_numpy(dtype=float)).all(axis=1)
+    keys = frame.apply(_spec_key, axis=1) if len(frame.columns) > 1 else pd.Series(None)
+    matches = (keys == frame["key"].astype(str)).to_numpy()
+    first = ~frame["key"].duplicated().to_numpy()
+    keep = complete & matches & first
+    notes = []
+    for line, (key, ok_metrics, ok_key, ok_first) in enumerate(
+        zip(frame["key"], complete, matches, first), start=2
+    ):
+        if not ok_metrics:
+            notes.append(f"{path}: line {line} ({str(key)[:40]}) is incomplete; re-run")
+        elif not ok_key:
+            notes.append(f"{path}: line {line} ({str(key)[:40]!r}) has a damaged key; re-run")
+        elif not ok_first:
+            notes.append(f"{path}: line {line} repeats {key}; the first copy is kept")
+    return frame[keep].reset_index(drop=True), notes
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _append(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -63,46 +125,71 @@ def run_grid(
     (small models use a core far better one per process than two threads per run: on 2
     cores the MovieLens-100K grid takes about half the time). Runs that share their GMF
     and MLP (``neumf-pre``) go to the same worker. Only this process writes the files.
+    Several ``run_grid`` processes may share one ``csv_path``: each appends its rows under
+    a lock (``csv_path.lock``) and skips the specs another has finished. Incomplete or
+    damaged rows (see :func:`finished_rows`) are trained again.
     One thread instead of several can change the last digits of a run (floating-point
     sums in another order), so compare numbers obtained with the same ``jobs``.
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
     csv_path = Path(csv_path)
-    done = read_results(csv_path)
-    finished = set(done["key"])
-    histories = read_results(history_path) if history_path else None
+    check_writable(csv_path.parent, "results folder")
+    lock = csv_path.with_name(csv_path.name + ".lock")
+    with exclusive_lock(lock):
+        finished = set(finished_rows(csv_path)[0]["key"])
     todo = [spec for spec in dict.fromkeys(specs) if spec.key not in finished]
-    runs = _in_workers(todo, data, full, jobs) if jobs > 1 else _in_turn(todo, data, full)
+    if jobs > 1:
+        runs = _in_workers(todo, data, full, jobs, csv_path)
+    else:
+        runs = _in_turn(todo, data, full, csv_path)
     for row, history in runs:
-        done = _append(done, pd.DataFrame([row]))
-        _write_atomic(done, csv_path)
-        if history_path and history is not None:
-            histories = _append(histories, history.assign(key=row["key"]))
-            _write_atomic(histories, Path(history_path))
+        with exclusive_lock(lock):  # another run_grid may write the same files
+            done = finished_rows(csv_path)[0]
+            if row["key"] in set(done["key"]):
+                continue  # finished meanwhile by another process
+            _write_atomic(_append(done, pd.DataFrame([row])), csv_path)
+            if history_path and history is not None:
+                histories = read_results(history_path)
+                histories = histories[histories["key"] != row["key"]]
+                _write_atomic(
+                    _append(histories, history.assign(key=row["key"])), Path(history_path)
+                )
         if on_row is not None:
             on_row(row)
-    return done
+    with exclusive_lock(lock):
+        return finished_rows(csv_path)[0]
+
+
+def _finished_keys(csv_path: Path) -> set[str]:
+    with exclusive_lock(csv_path.with_name(csv_path.name + ".lock")):
+        return set(finished_rows(csv_path)[0]["key"])
 
 
 def _in_turn(
-    specs: list[RunSpec], data: NCFData, full: NCFData | None
+    specs: list[RunSpec], data: NCFData, full: NCFData | None, csv_path: Path
 ) -> Iterator[tuple[dict, pd.DataFrame | None]]:
-    """``(row, selection history)`` of each spec, one after the other."""
+    """``(row, selection history)`` of each spec, one after the other; a spec another
+    process has finished in ``csv_path`` meanwhile is skipped."""
     parts: dict = {}
     for spec in specs:
+        if spec.key in _finished_keys(csv_path):
+            continue
         row, result = run_one(spec, data, full, parts=parts)
         yield row, None if result is None else result.history
 
 
-def _worker(specs: list[RunSpec], data: NCFData, full: NCFData | None, queue) -> None:
+def _worker(
+    specs: list[RunSpec], data: NCFData, full: NCFData | None, csv_path: Path, queue
+) -> None:
     torch.set_num_threads(1)
-    for item in _in_turn(specs, data, full):
+    for item in _in_turn(specs, data, full, csv_path):
         queue.put(item)
+    queue.put(None)  # this worker is done
 
 
 def _in_workers(
-    specs: list[RunSpec], data: NCFData, full: NCFData | None, jobs: int
+    specs: list[RunSpec], data: NCFData, full: NCFData | None, jobs: int, csv_path: Path
 ) -> Iterator[tuple[dict, pd.DataFrame | None]]:
     """Like :func:`_in_turn`, ``jobs`` groups at a time, the longest first (so that no long
     group runs alone at the end); yields rows as workers finish them."""
@@ -122,12 +209,17 @@ def _in_workers(
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=context) as pool:
         queue = manager.Queue()
-        futures = [pool.submit(_worker, groups[key], data, full, queue) for key in order]
-        for _ in specs:
-            yield _next_row(queue, futures)
+        futures = [pool.submit(_worker, groups[key], data, full, csv_path, queue) for key in order]
+        running = len(futures)
+        while running:  # workers may skip specs finished elsewhere: count the workers instead
+            item = _next_row(queue, futures)
+            if item is None:
+                running -= 1
+            else:
+                yield item
 
 
-def _next_row(queue, futures) -> tuple[dict, pd.DataFrame | None]:
+def _next_row(queue, futures) -> tuple[dict, pd.DataFrame | None] | None:
     """The next finished run from the workers' queue; a worker's error (with its traceback)
     as soon as it fails, instead of waiting for a row that will not come."""
     while True:

@@ -102,7 +102,7 @@ def synthetic_movies(item_ids: np.ndarray) -> pd.DataFrame:
     """Placeholder titles (``Synthetic movie 0042``) so recommendations print something."""
     return pd.DataFrame(
         {
-            "item_id": item_ids.astype("int32"),
+            "item_id": item_ids.astype("int64"),
             "title": [f"Synthetic movie {i:04d}" for i in item_ids],
             "genres": "",
         }

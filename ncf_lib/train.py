@@ -11,10 +11,11 @@ peeking protocol for comparison.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ncf_lib.checkpoints import save_checkpoint
+from ncf_lib.checkpoints import Checkpoint, save_checkpoint
 from ncf_lib.dataset import NCFData
-from ncf_lib.errors import ConfigError
-from ncf_lib.metrics import evaluate
+from ncf_lib.errors import ConfigError, TrainingDivergedError
+from ncf_lib.metrics import check_top_k, evaluate
 from ncf_lib.models import ModelConfig, Recommender, build_model, config_dict
 from ncf_lib.sampling import TorchSampler, batches, epoch_arrays
 
@@ -84,22 +85,30 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        finite = lambda x: isinstance(x, (int, float)) and np.isfinite(x)  # noqa: E731
         checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": 0 < self.lr < float("inf"),
-            "l2": 0 <= self.l2 < float("inf"),
-            "num_ng": self.num_ng >= 0,
-            "top_k": self.top_k >= 1,
-            "optimizer": self.optimizer in ("adam", "sgd"),
-            "select_on": self.select_on in ("validation", "test", "last"),
-            "patience": self.patience is None or self.patience >= 1,
-            "sampler": self.sampler in ("auto", "numpy", "torch"),
-            "device": self.device in ("auto", "cpu", "cuda"),
+            "epochs": (self.epochs >= 1, "an integer of at least 1"),
+            "batch_size": (self.batch_size >= 1, "an integer of at least 1"),
+            "lr": (finite(self.lr) and self.lr > 0, "a finite number above 0"),
+            "l2": (finite(self.l2) and self.l2 >= 0, "a finite number of at least 0"),
+            "num_ng": (self.num_ng >= 0, "an integer of at least 0"),
+            "top_k": (self.top_k >= 1, "an integer of at least 1"),
+            "seed": (self.seed >= 0, "an integer of at least 0"),
+            "optimizer": (self.optimizer in ("adam", "sgd"), "adam or sgd"),
+            "select_on": (
+                self.select_on in ("validation", "test", "last"),
+                "validation, test or last",
+            ),
+            "patience": (self.patience is None or self.patience >= 1, "None or at least 1"),
+            "sampler": (self.sampler in ("auto", "numpy", "torch"), "auto, numpy or torch"),
+            "device": (self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
         }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}")
+        for name, (ok, expected) in checks.items():
+            if not ok:
+                raise ConfigError(
+                    f"{name} (--{name.replace('_', '-')}) must be {expected}, "
+                    f"got {getattr(self, name)!r}"
+                )
 
 
 @dataclass
@@ -191,23 +200,29 @@ def fit(
     config: TrainConfig = TrainConfig(),
     *,
     on_epoch: Callable[[dict], None] | None = None,
+    resume: Checkpoint | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data``, select the best epoch, return the history.
 
     Each epoch draws fresh negatives, runs :func:`train_epoch` over shuffled batches, then
     evaluates HR@K / NDCG@K on the validation and test items. The selected epoch's weights
-    are kept (and checkpointed) and restored at the end.
+    are kept and restored at the end. With ``config.checkpoint``, the checkpoint is written
+    (atomically) after every epoch: the best weights so far, and what is needed to resume.
 
     Args:
         model: a fresh or pre-trained model.
         data: from :func:`ncf_lib.dataset.build_dataset`.
         config: hyper-parameters.
         on_epoch: called with each history row (the command line prints it).
+        resume: a checkpoint written by an interrupted ``fit`` of the same model, data and
+            config: training continues after its last epoch, with its weights, optimizer
+            and random states, and gives the numbers an uninterrupted run gives.
     """
     from ncf_lib import hand_gradients  # it builds on this module
 
     if config.select_on == "validation" and data.validation is None:
         raise ConfigError("select_on='validation' needs data built with validation=True")
+    check_top_k(config.top_k, data.test.candidates.shape[1], "candidates per user")
     device = resolve_device(config.device)
     model.to(device)
     torch.manual_seed(config.seed)
@@ -217,18 +232,19 @@ def fit(
     optimizer = make_optimizer(model, config)
     by_hand = config.hand_gradients and hand_gradients.supports(model)
     run_epoch = hand_gradients.train_epoch if by_hand else train_epoch
+    state = _State(first=0 if config.evaluate_start else 1)
+    if resume is not None:
+        state = _restore(resume, model, optimizer, rng, sampler)
     writer = _writer(config.log_dir)
-    rows: list[dict] = []
-    best_epoch, best_hr, best_state, stale = 0, -1.0, None, 0
     started = time.perf_counter()
-    for epoch in range(0 if config.evaluate_start else 1, config.epochs + 1):
+    for epoch in range(state.first, config.epochs + 1 if not state.stopped else 0):
         clock = time.perf_counter()
         loss = float("nan")
         if epoch > 0:  # epoch 0: the model as given, evaluated only
             tensors = sampler.epoch() if sampler else epoch_arrays(data, config.num_ng, rng)
             loss = run_epoch(model, optimizer, _progress(tensors, config, epoch), l2=config.l2)
             if not np.isfinite(loss):
-                raise FloatingPointError(_diverged(epoch, loss, config))
+                raise TrainingDivergedError(_diverged(epoch, loss, config))
         row = {"epoch": epoch, "loss": loss, "train_seconds": time.perf_counter() - clock}
         clock = time.perf_counter()
         model.eval()
@@ -237,30 +253,105 @@ def fit(
                 metrics = evaluate(model.score, eval_set, config.top_k, device=device)
                 row[f"{split}_hr"], row[f"{split}_ndcg"] = metrics["hr"], metrics["ndcg"]
         row["eval_seconds"] = time.perf_counter() - clock
-        rows.append(row)
+        state.rows.append(row)
         _log_epoch(writer, row)
+        selection = {"validation": row.get("val_hr"), "test": row["test_hr"], "last": epoch}
+        if selection[config.select_on] > state.best_hr:
+            state.best_epoch, state.best_hr, state.stale = epoch, selection[config.select_on], 0
+            state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            state.stale += 1
+            state.stopped = config.patience is not None and state.stale >= config.patience
+        if config.checkpoint is not None:
+            _save(config, model, optimizer, rng, sampler, data, state, epoch)
         if on_epoch is not None:
             on_epoch(row)
-        selection = {"validation": row.get("val_hr"), "test": row["test_hr"], "last": epoch}
-        if selection[config.select_on] > best_hr:
-            best_epoch, best_hr, stale = epoch, selection[config.select_on], 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if config.patience is not None and stale >= config.patience:
-                break
-    model.load_state_dict(best_state)
-    best_row = next(row for row in rows if row["epoch"] == best_epoch)
+        if state.stopped:
+            break
+    model.load_state_dict(state.best_state)
+    best_row = next(row for row in state.rows if row["epoch"] == state.best_epoch)
     best = {k: v for k, v in best_row.items() if k.endswith(("_hr", "_ndcg"))}
     if writer is not None:
-        _log_hparams(writer, config, model, best, best_epoch)
-    path = None
-    if config.checkpoint is not None:
-        path = save_checkpoint(
-            config.checkpoint, model, data, asdict(config), epoch=best_epoch, metrics=best
-        )
+        _log_hparams(writer, config, model, best, state.best_epoch)
     return FitResult(
-        pd.DataFrame(rows), best_epoch, best, model, path, time.perf_counter() - started
+        pd.DataFrame(state.rows),
+        state.best_epoch,
+        best,
+        model,
+        None if config.checkpoint is None else Path(config.checkpoint),
+        time.perf_counter() - started,
+    )
+
+
+@dataclass
+class _State:
+    """Where a :func:`fit` stands: what a checkpoint keeps to resume it."""
+
+    first: int
+    rows: list = field(default_factory=list)
+    best_epoch: int = 0
+    best_hr: float = -1.0
+    best_state: dict | None = None
+    stale: int = 0
+    stopped: bool = False
+
+
+def _save(config, model, optimizer, rng, sampler, data, state: _State, epoch: int) -> None:
+    """Checkpoint the best weights so far, with the state to resume after ``epoch``."""
+    training = {
+        "epoch": epoch,
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "numpy_rng": json.dumps(rng.bit_generator.state),
+        "torch_rng": torch.get_rng_state(),
+        "sampler_rng": None if sampler is None else sampler.generator.get_state().cpu(),
+        "history": [dict(row) for row in state.rows],
+        "best_epoch": state.best_epoch,
+        "best_hr": state.best_hr,
+        "stale": state.stale,
+        "stopped": state.stopped,
+    }
+    best_row = next(row for row in state.rows if row["epoch"] == state.best_epoch)
+    best = {k: v for k, v in best_row.items() if k.endswith(("_hr", "_ndcg"))}
+    current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(state.best_state)  # the checkpoint's model is the best one
+    try:
+        save_checkpoint(
+            config.checkpoint,
+            model,
+            data,
+            asdict(config),
+            epoch=state.best_epoch,
+            metrics=best,
+            training=training,
+        )
+    finally:
+        model.load_state_dict(current)
+
+
+def _restore(resume: Checkpoint, model, optimizer, rng, sampler) -> _State:
+    """Put ``model``, ``optimizer`` and the generators back where ``resume`` left them."""
+    saved = resume.training
+    if saved is None:
+        raise ConfigError("this checkpoint holds no training state to resume from")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    rng.bit_generator.state = json.loads(saved["numpy_rng"])
+    torch.set_rng_state(saved["torch_rng"])
+    if sampler is not None:
+        if saved["sampler_rng"] is None:
+            raise ConfigError(
+                "this run drew its negatives with numpy; resume it with sampler=numpy"
+            )
+        sampler.generator.set_state(saved["sampler_rng"].to(sampler.generator.device))
+    return _State(
+        first=saved["epoch"] + 1,
+        rows=[dict(row) for row in saved["history"]],
+        best_epoch=saved["best_epoch"],
+        best_hr=saved["best_hr"],
+        best_state={k: v.detach().clone() for k, v in resume.model.state_dict().items()},
+        stale=saved["stale"],
+        stopped=saved["stopped"],
     )
 
 

@@ -173,11 +173,17 @@ def test_no_held_out_pair_in_train(small_data):
 
 def test_duplicate_rows_never_leak(tmp_path):
     # user 1 rated item 5 twice; its latest row is the test pair, the older copy must not train.
+    # (user 2 gives user 1 items to draw a negative from.)
     frame = pd.DataFrame(
-        {"user_id": [1, 1, 1, 1], "item_id": [5, 6, 7, 5], "rating": 4.0, "timestamp": [1, 2, 3, 4]}
+        {
+            "user_id": [1, 1, 1, 1, 2, 2],
+            "item_id": [5, 6, 7, 5, 8, 9],
+            "rating": 4.0,
+            "timestamp": [1, 2, 3, 4, 1, 2],
+        }
     ).astype(RATING_DTYPES)
-    data = build_dataset(Ratings(frame, None, "x"), num_ng_test=0, validation=False)
-    assert data.test.items.tolist() == [0]
+    data = build_dataset(Ratings(frame, None, "x"), num_ng_test=1, validation=False)
+    assert data.test.items.tolist() == [0, 4]
     assert not data.is_train_positive(data.test.users, data.test.items).any()
 
 

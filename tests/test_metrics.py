@@ -10,6 +10,7 @@ import torch
 
 from ncf_lib.baselines import ItemKNNScorer, PopularityScorer, RandomScorer
 from ncf_lib.dataset import EvalSet
+from ncf_lib.errors import NonFiniteScoresError
 from ncf_lib.metrics import (
     evaluate,
     full_ranking_metrics,
@@ -54,9 +55,12 @@ def test_nan_scores_never_hit(small_data):
     held_nan = torch.tensor([[torch.nan, 0.5, 0.2]])
     assert rank_of_first(held_nan).tolist() == [2]
     assert rank_of_first(torch.tensor([[0.5, torch.nan, 0.2]])).tolist() == [0]
+    # ... but evaluating a model that scores NaN is an error, not HR 0.000:
     scorer = lambda users, items: torch.full(items.shape, torch.nan)  # noqa: E731
-    full = full_ranking_metrics(scorer, small_data, small_data.test, k=10)
-    assert full["hr"] == 0.0
+    with pytest.raises(NonFiniteScoresError, match="NaN or infinity for 200 of 200 users"):
+        evaluate(scorer, small_data.test, k=10)
+    with pytest.raises(NonFiniteScoresError):
+        full_ranking_metrics(scorer, small_data, small_data.test, k=10)
 
 
 def test_standard_errors_by_hand():

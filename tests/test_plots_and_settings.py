@@ -54,7 +54,9 @@ def test_plot_results_with_and_without_published():
 
 
 def test_plot_speed():
-    table = pd.DataFrame({"stage": ["epoch", "eval"], "seed": [120.0, 13.0], "ncf_lib": [8.0, 0.3]})
+    table = pd.DataFrame(
+        {"stage": ["epoch", "eval"], "original": [120.0, 13.0], "ncf_lib": [8.0, 0.3]}
+    )
     fig = plots.plot_speed(table)
     assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].patches) == 4
 

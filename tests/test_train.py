@@ -10,6 +10,7 @@ import torch
 from ncf_lib.baselines import PopularityScorer
 from ncf_lib.checkpoints import load_checkpoint
 from ncf_lib.dataset import build_dataset
+from ncf_lib.errors import TrainingDivergedError
 from ncf_lib.metrics import evaluate
 from ncf_lib.models import ModelConfig, build_model
 from ncf_lib.pretraining import pretrained_neumf
@@ -145,7 +146,7 @@ def test_evaluate_start_can_keep_the_model_as_given(small_data):
 
 def test_divergence_is_an_error_not_a_perfect_score(small_data):
     gmf = train_model("gmf", small_data, TrainConfig(epochs=1, **QUICK)).model
-    with pytest.raises(FloatingPointError, match="diverged in epoch 1.*lower the learning"):
+    with pytest.raises(TrainingDivergedError, match="diverged in epoch 1.*lower the learning"):
         fit(gmf, small_data, TrainConfig(epochs=2, optimizer="sgd", lr=1e5, **QUICK))
 
 
