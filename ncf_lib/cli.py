@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import replace
@@ -24,7 +25,7 @@ from ncf_lib.baselines import PopularityScorer, RandomScorer
 from ncf_lib.checkpoints import check_same_data, load_checkpoint
 from ncf_lib.dataset import NCFData, build_dataset
 from ncf_lib.errors import CheckpointError, ConfigError, Interrupted, UnknownIdError, UserError
-from ncf_lib.files import check_writable, exclusive_lock
+from ncf_lib.files import check_writable, current_umask, exclusive_lock
 from ncf_lib.metrics import evaluate, full_ranking_metrics
 from ncf_lib.models import MODELS, ModelConfig, build_model, model_name
 from ncf_lib.pretraining import FINETUNE, pretrain_neumf
@@ -131,14 +132,12 @@ class _Run:
         tag = f"{_slug(self.data.name)}-{name}"
         checkpoint = Path(args.out) / f"{tag}.pt"
         self.lock(checkpoint)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        config = replace(
-            config,
-            checkpoint=str(checkpoint),
-            log_dir=None
-            if args.no_log
-            else str(Path(args.log_dir) / f"{tag}-{stamp}-{os.getpid()}"),
-        )
+        log_dir = None
+        if not args.no_log:  # a folder of its own, even for two runs in the same second
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            log_dir = tempfile.mkdtemp(prefix=f"{tag}-{stamp}-", dir=args.log_dir)
+            os.chmod(log_dir, 0o777 & ~current_umask())
+        config = replace(config, checkpoint=str(checkpoint), log_dir=log_dir)
         self.checkpoint, self.stage, self.last = checkpoint, name, None
         print(
             f"== {name}: {config.epochs} epochs, {config.optimizer} lr {config.lr}, "
@@ -456,6 +455,12 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         jobs=args.jobs,
     )
     results = results[results["key"].isin({s.key for s in specs})]
+    elsewhere = len(specs) - len(results)
+    if elsewhere:
+        print(
+            f"{elsewhere} runs are being trained by another process into {out}; it adds "
+            "their rows and writes the full report"
+        )
     histories = runner.read_results(out / "history.csv")
     summary_path = report.write_report(results, histories, out, dataset_label(data.name))
     print(report.markdown_summary(report.summary(results)))

@@ -18,7 +18,7 @@ import torch
 
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError
-from ncf_lib.files import atomic_write, check_writable, exclusive_lock
+from ncf_lib.files import atomic_write, check_writable, claim, exclusive_lock
 from ncf_lib.grid import RunSpec, estimate_seconds, run_one
 from ncf_lib.ratings import DataFormatError
 
@@ -126,8 +126,10 @@ def run_grid(
     cores the MovieLens-100K grid takes about half the time). Runs that share their GMF
     and MLP (``neumf-pre``) go to the same worker. Only this process writes the files.
     Several ``run_grid`` processes may share one ``csv_path``: each appends its rows under
-    a lock (``csv_path.lock``) and skips the specs another has finished. Incomplete or
-    damaged rows (see :func:`finished_rows`) are trained again.
+    a lock (``.results.csv.lock`` beside it) and skips the specs another is training or
+    has finished, so they share the work; the rows of specs still running elsewhere are
+    not in the returned frame (the other process adds them). Incomplete or damaged rows
+    (see :func:`finished_rows`) are trained again.
     One thread instead of several can change the last digits of a run (floating-point
     sums in another order), so compare numbers obtained with the same ``jobs``.
     """
@@ -135,7 +137,7 @@ def run_grid(
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
     csv_path = Path(csv_path)
     check_writable(csv_path.parent, "results folder")
-    lock = csv_path.with_name(csv_path.name + ".lock")
+    lock = csv_path.with_name(f".{csv_path.name}.lock")
     with exclusive_lock(lock):
         finished = set(finished_rows(csv_path)[0]["key"])
     todo = [spec for spec in dict.fromkeys(specs) if spec.key not in finished]
@@ -162,21 +164,23 @@ def run_grid(
 
 
 def _finished_keys(csv_path: Path) -> set[str]:
-    with exclusive_lock(csv_path.with_name(csv_path.name + ".lock")):
+    with exclusive_lock(csv_path.with_name(f".{csv_path.name}.lock")):
         return set(finished_rows(csv_path)[0]["key"])
 
 
 def _in_turn(
     specs: list[RunSpec], data: NCFData, full: NCFData | None, csv_path: Path
 ) -> Iterator[tuple[dict, pd.DataFrame | None]]:
-    """``(row, selection history)`` of each spec, one after the other; a spec another
-    process has finished in ``csv_path`` meanwhile is skipped."""
+    """``(row, selection history)`` of each spec, one after the other; a spec that another
+    process is training (its claim) or has finished in ``csv_path`` is skipped."""
     parts: dict = {}
+    claims = csv_path.with_name(f".{csv_path.name}.claims")
     for spec in specs:
-        if spec.key in _finished_keys(csv_path):
-            continue
-        row, result = run_one(spec, data, full, parts=parts)
-        yield row, None if result is None else result.history
+        with claim(claims, spec.key) as mine:  # held until the caller has written the row
+            if not mine or spec.key in _finished_keys(csv_path):
+                continue
+            row, result = run_one(spec, data, full, parts=parts)
+            yield row, None if result is None else result.history
 
 
 def _worker(

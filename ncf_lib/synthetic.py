@@ -35,6 +35,11 @@ def synthetic_ratings(
     The result has the schema of :func:`read_ratings` and is fully determined by ``seed``.
     Ids start at 1, like MovieLens.
     """
+    if n_users < 1 or n_items < 4 or n_interactions < 2 * n_users:
+        raise ConfigError(
+            f"synthetic:{n_users}x{n_items}x{n_interactions}: expected at least 1 user, 4 "
+            "items and 2 interactions per user (synthetic:USERSxITEMSxINTERACTIONS)"
+        )
     if n_interactions > n_users * n_items // 2:
         raise ConfigError(
             f"n_interactions={n_interactions:,} is more than half of users x items "

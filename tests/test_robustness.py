@@ -1,0 +1,416 @@
+"""Nothing silently wrong, nothing lost: bad ids, interruptions, concurrent runs, damaged
+results, mismatched artefacts, meaningless settings, and errors a user can act on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ncf_lib.checkpoints import load_checkpoint
+from ncf_lib.cli import main
+from ncf_lib.files import exclusive_lock
+from ncf_lib.grid import RunSpec, build_splits
+from ncf_lib.ratings import load_ratings, read_ratings
+from ncf_lib.runner import finished_rows, run_grid
+
+SAMPLE = "synthetic:120x200x3000"
+QUIET = ["--no-progress", "--no-log"]
+
+
+def _train_argv(tmp_path, *extra):
+    return ["train", "--dataset", SAMPLE, "--epochs", "1", "--model", "gmf", *QUIET,
+            "--out", str(tmp_path / "ck"), *extra]  # fmt: skip
+
+
+def _one_line_error(argv, capsys, *needles):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return captured.out
+
+
+def _ratings_file(path: Path, rows, header: str | None = None) -> Path:
+    lines = ([header] if header else []) + [",".join(map(str, row)) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _dense_rows(users, items_per_user=6, n_items=40, user_ids=None):
+    """Every user rates ``items_per_user`` items at distinct times."""
+    rows = []
+    for u in range(users):
+        uid = user_ids[u] if user_ids is not None else u + 1
+        for j in range(items_per_user):
+            rows.append((uid, (u * 7 + j * 3) % n_items + 1, 4, 1000 * u + j))
+    return rows
+
+
+# ---- ids ------------------------------------------------------------------------------
+
+
+def test_ids_beyond_int32_stay_distinct(tmp_path, capsys):
+    big = [2**31 + 7 * u for u in range(60)]  # int32 would merge these into one id
+    path = _ratings_file(tmp_path / "r.csv", _dense_rows(60, user_ids=big))
+    frame = read_ratings(path)
+    assert frame["user_id"].dtype == np.int64 and frame["user_id"].nunique() == 60
+    assert main(["info", "--dataset", str(path), "--num-ng-test", "5"]) == 0
+    assert "users: 60" in capsys.readouterr().out
+
+
+def test_fractional_ids_are_an_error_naming_the_line(tmp_path, capsys):
+    rows = _dense_rows(5)
+    rows[3] = (1.7, 2, 4, 5)
+    path = _ratings_file(tmp_path / "r.csv", rows)
+    _one_line_error(["info", "--dataset", str(path)], capsys, "line 4", "'1.7'", "not an integer")
+
+
+def test_string_ids_with_and_without_header_recognised_by_content(tmp_path):
+    rows = [(f"U{u}x", f"B{i:04d}", 5, 978300000 + k) for k, (u, i) in enumerate(
+        [(1, 1), (1, 2), (1, 3), (2, 1), (2, 4), (2, 5)])]  # fmt: skip
+    plain = read_ratings(_ratings_file(tmp_path / "a.csv", rows))
+    headed = read_ratings(_ratings_file(tmp_path / "b.csv", rows, "user,item,rating,ts"))
+    assert len(plain) == 6 and len(headed) == 6  # no data row taken for a header
+    assert plain["user_id"].tolist()[0] == "U1x" and plain["item_id"].tolist()[-1] == "B0005"
+    pd.testing.assert_frame_equal(plain, headed)
+
+
+def test_recommend_prints_the_original_string_ids(tmp_path, capsys):
+    names = [f"user-{u:03d}" for u in range(40)]
+    rows = [(u, f"movie-{i:02d}", r, t) for u, i, r, t in _dense_rows(40, user_ids=names)]
+    path = _ratings_file(tmp_path / "r.csv", rows, "userId,movieId,rating,timestamp")
+    out = tmp_path / "ck"
+    args = ["train", "--dataset", str(path), "--epochs", "1", "--model", "gmf", *QUIET,
+            "--num-ng-test", "20", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    ckpt = next(out.glob("*.pt"))
+    assert load_checkpoint(ckpt).user_ids[0] == "user-000"
+    capsys.readouterr()
+    assert main(["recommend", str(ckpt), "--user", "user-003", "-k", "3"]) == 0
+    shown = capsys.readouterr().out
+    assert "user user-003" in shown and shown.count("movie-") == 3
+    _one_line_error(["recommend", str(ckpt), "--user", "nobody"], capsys, "--user nobody")
+
+
+# ---- checkpoints, interruptions, resume ----------------------------------------------
+
+TRAIN_LONG = [sys.executable, "-m", "ncf_lib", "train", "--dataset", "synthetic:300x400x12000",
+              "--model", "neumf", "--epochs", "4", "--seed", "5", *QUIET]  # fmt: skip
+
+
+def _epoch_lines(text: str) -> list[str]:
+    """Epoch lines without their timings."""
+    return [line.split("   train")[0] for line in text.splitlines() if line.startswith("epoch ")]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_keeps_its_checkpoint_and_resumes_to_the_same_numbers(tmp_path, sig):
+    proc = subprocess.Popen(
+        [*TRAIN_LONG, "--out", str(tmp_path / "cut")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("epoch 001"):
+            proc.send_signal(sig)
+            break
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.count("\n") == 1 and "can be resumed with" in err and "Traceback" not in err
+    ckpt = next((tmp_path / "cut").glob("*.pt"))
+    done = load_checkpoint(ckpt).training["epoch"]
+    assert 1 <= done < 4  # the signal came during a later epoch: what finished is kept
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "ncf_lib", "train", "--resume", str(ckpt), *QUIET],
+        capture_output=True, text=True, cwd=tmp_path, check=True,
+    )  # fmt: skip
+    whole = subprocess.run(
+        [*TRAIN_LONG, "--out", str(tmp_path / "whole")],
+        capture_output=True, text=True, cwd=tmp_path, check=True,
+    )  # fmt: skip
+    assert f"resuming after epoch {done}" in resumed.stdout
+    assert _epoch_lines(resumed.stdout) == _epoch_lines(whole.stdout)
+    assert resumed.stdout.splitlines()[-1] == whole.stdout.splitlines()[-1]  # "Best epoch ..."
+    a, b = load_checkpoint(ckpt), load_checkpoint(next((tmp_path / "whole").glob("*.pt")))
+    assert a.epoch == b.epoch
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+
+
+def test_checkpoint_is_written_after_every_epoch(tmp_path):
+    from ncf_lib.train import TrainConfig, train_model
+
+    data = build_splits(load_ratings(SAMPLE), seed=42)[0]
+    seen = []
+    path = tmp_path / "run.pt"
+
+    def on_epoch(row):
+        seen.append((row["epoch"], load_checkpoint(path).training["epoch"]))
+
+    config = TrainConfig(epochs=3, progress=False, checkpoint=str(path))
+    train_model("gmf", data, config, on_epoch=on_epoch)
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+
+
+def test_output_folder_is_checked_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = _one_line_error(
+        _train_argv(tmp_path)[:-1] + [str(blocker / "ck")], capsys, "--out", "cannot write"
+    )
+    assert "epoch" not in out  # nothing trained
+    argv = _train_argv(tmp_path) + ["--log-dir", str(blocker / "runs")]
+    argv.remove("--no-log")
+    _one_line_error(argv, capsys, "--log-dir", "cannot write")
+
+
+# ---- concurrency ----------------------------------------------------------------------
+
+
+def test_a_second_run_on_the_same_checkpoint_stops_with_a_message(tmp_path, capsys):
+    ckpt = tmp_path / "ck" / f"{SAMPLE.replace(':', '_')}-gmf.pt"
+    ckpt.parent.mkdir()
+    with exclusive_lock(ckpt.with_name(f".{ckpt.name}.lock")):  # as another process would
+        _one_line_error(_train_argv(tmp_path), capsys, str(ckpt), "another training run")
+    assert main(_train_argv(tmp_path)) == 0  # once it is free
+
+
+def test_tensorboard_folders_are_unique_per_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("time.strftime", lambda *_: "20261201-120000")  # the same second
+    argv = [a for a in _train_argv(tmp_path) if a != "--no-log"] + ["--log-dir", str(tmp_path)]
+    assert main(argv) == 0 and main(argv) == 0
+    runs = [p for p in tmp_path.iterdir() if p.name.startswith("synthetic")]
+    assert len(runs) == 2
+
+
+def test_two_concurrent_reproduce_runs_share_one_results_file(tmp_path):
+    out = tmp_path / "results"
+    argv = [sys.executable, "-m", "ncf_lib", "reproduce", "--dataset", "synthetic:80x200x1600",
+            "--seeds", "0", "--epochs", "1", "--factors", "8", "--only-main",
+            "--out", str(out)]  # fmt: skip
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=tmp_path) for _ in range(2)]  # fmt: skip
+    trained = 0
+    for proc in procs:
+        stdout, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        trained += sum(line.startswith("main ") for line in stdout.splitlines())
+    rows = pd.read_csv(out / "results.csv")
+    assert len(rows) == 7 and rows["key"].is_unique  # the 7 models of the main table, once
+    assert trained == 7  # and each trained by one of the two processes only
+    history = pd.read_csv(out / "history.csv")
+    assert history.groupby("key")["epoch"].apply(lambda e: e.is_unique).all()
+
+
+# ---- damaged results -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grid_csv(tmp_path_factory):
+    data, full = build_splits(load_ratings("synthetic:100x300x2500"), seed=42)
+    path = tmp_path_factory.mktemp("grid") / "results.csv"
+    specs = [RunSpec("itempop", 8, s, 1, refit=True) for s in (0, 1, 2)]
+    run_grid(specs, data, path, full=full)
+    return path, specs, data, full
+
+
+def test_a_row_cut_mid_line_is_re_run_not_kept(grid_csv, tmp_path):
+    source, specs, data, full = grid_csv
+    text = source.read_text()
+    path = tmp_path / "results.csv"
+    path.write_text(text[: len(text) - 40])  # the last row loses its last fields
+    kept, notes = finished_rows(path)
+    assert len(kept) == 2 and len(notes) == 1 and "line 4" in notes[0] and "incomplete" in notes[0]
+    final = run_grid(specs, data, path, full=full)
+    assert len(final) == 3 and final["hr@10"].notna().all()
+    pd.testing.assert_frame_equal(
+        pd.read_csv(path).drop(columns="seconds"), pd.read_csv(source).drop(columns="seconds")
+    )
+
+
+def test_a_damaged_key_or_repeated_row_is_reported(grid_csv, tmp_path):
+    source = grid_csv[0]
+    lines = source.read_text().splitlines()
+    damaged = lines[3].replace("|s2|", "|s", 1)  # cut inside the key, rest of the row intact
+    path = tmp_path / "results.csv"
+    path.write_text("\n".join([*lines[:3], damaged, lines[1]]) + "\n")
+    kept, notes = finished_rows(path)
+    assert len(kept) == 2
+    assert any("line 4" in n and "damaged key" in n for n in notes)
+    assert any("line 5" in n and "repeats" in n for n in notes)
+
+
+def test_unreadable_results_file_names_itself(tmp_path, capsys):
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "results.csv").write_bytes(b'key,"model\n\x00\x01')
+    _one_line_error(
+        ["reproduce", "--dataset", "synthetic:100x300x2500", "--out", str(out)],
+        capsys,
+        str(out / "results.csv"),
+    )
+
+
+# ---- consistency ----------------------------------------------------------------------
+
+
+def test_pretrain_parts_and_evaluate_refuse_other_data(tmp_path, capsys):
+    assert main(_train_argv(tmp_path)) == 0
+    gmf = next((tmp_path / "ck").glob("*.pt"))
+    for other in ("synthetic:150x200x3000", "synthetic:100x200x3000"):  # larger and smaller
+        _one_line_error(
+            [
+                "train",
+                "--dataset",
+                other,
+                "--model",
+                "neumf",
+                "--pretrain",
+                "--gmf",
+                str(gmf),
+                "--epochs",
+                "1",
+                *QUIET,
+                "--out",
+                str(tmp_path / "x"),
+            ],  # fmt: skip
+            capsys,
+            str(gmf),
+            "trained on other data",
+        )
+    # the same users and items, other interactions: the id ranges match, the split does not
+    _one_line_error(
+        ["evaluate", str(gmf), "--dataset", "synthetic:120x200x3100"],
+        capsys,
+        "split",
+        "trained on other data",
+    )
+    capsys.readouterr()
+    assert main(["evaluate", str(gmf)]) == 0  # its own data
+
+
+# ---- meaningless settings ----------------------------------------------------------------
+
+
+def test_settings_that_make_metrics_meaningless_are_refused(tmp_path, capsys):
+    _one_line_error(_train_argv(tmp_path, "--num-ng-test", "0"), capsys, "--num-ng-test")
+    _one_line_error(_train_argv(tmp_path, "--top-k", "100"), capsys, "--top-k", "100 candidates")
+    assert main(_train_argv(tmp_path)) == 0
+    ckpt = str(next((tmp_path / "ck").glob("*.pt")))
+    _one_line_error(["evaluate", ckpt, "--top-k", "0"], capsys, "--top-k")
+    _one_line_error(["recommend", ckpt, "--user", "1", "-k", "0"], capsys, "-k must be")
+    _one_line_error(["recommend", ckpt, "--user", "1", "-k", "-3"], capsys, "-k must be")
+
+
+def test_a_nan_checkpoint_is_an_error_not_zero(tmp_path, capsys):
+    assert main(_train_argv(tmp_path)) == 0
+    path = next((tmp_path / "ck").glob("*.pt"))
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"] = {
+        k: torch.full_like(v, torch.nan) for k, v in payload["state_dict"].items()
+    }
+    torch.save(payload, path)
+    _one_line_error(["evaluate", str(path)], capsys, "NaN or infinity")
+    _one_line_error(["recommend", str(path), "--user", "1"], capsys, "NaN or infinity")
+
+
+# ---- errors a user can fix: one line naming what is wrong ------------------------------------
+
+
+def test_bad_values_are_one_line_naming_the_flag(tmp_path, capsys):
+    for flag, value in [("--lr", "inf"), ("--l2", "inf"), ("--seed", "-1"),
+                        ("--num-ng-test", "-1")]:  # fmt: skip
+        _one_line_error(_train_argv(tmp_path, flag, value), capsys, flag)
+    _one_line_error(["info", "--dataset", "synthetic:0x0x0"], capsys, "synthetic")
+
+
+def test_divergence_through_l2_names_the_l2_weight(tmp_path, capsys):
+    _one_line_error(
+        _train_argv(tmp_path, "--l2", "1e30", "--optimizer", "sgd", "--lr", "10"),
+        capsys,
+        "diverged",
+        "l2=1e+30",
+    )
+
+
+def test_data_with_nothing_to_evaluate_is_one_line(tmp_path, capsys):
+    two = _ratings_file(tmp_path / "two.csv", _dense_rows(10, items_per_user=2))
+    _one_line_error(["train", "--dataset", str(two), *QUIET, "--num-ng-test", "5"], capsys,
+                    "no user has 3 ratings", "--select-on test")  # fmt: skip
+    one = _ratings_file(tmp_path / "one.csv", [(u, 1, 4, t) for u in range(5) for t in (1, 2)])
+    _one_line_error(["info", "--dataset", str(one), "--num-ng-test", "1"], capsys, str(one))
+
+
+def test_damaged_checkpoints_are_one_line(tmp_path, capsys):
+    assert main(_train_argv(tmp_path)) == 0
+    path = next((tmp_path / "ck").glob("*.pt"))
+    payload = torch.load(path, weights_only=True)
+    shrunk = dict(payload, state_dict={**payload["state_dict"]})
+    key = next(iter(shrunk["state_dict"]))
+    shrunk["state_dict"][key] = shrunk["state_dict"][key][:3]
+    torch.save(shrunk, tmp_path / "shape.pt")
+    _one_line_error(["evaluate", str(tmp_path / "shape.pt")], capsys, "shape.pt", "do not fit")
+    torch.save({k: v for k, v in payload.items() if k != "model_config"}, tmp_path / "key.pt")
+    _one_line_error(["evaluate", str(tmp_path / "key.pt")], capsys, "key.pt", "model_config")
+
+
+def test_unwritable_data_dir_keeps_the_place_by_hand_hint(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    _one_line_error(
+        ["info", "--dataset", "ml-100k", "--data-dir", str(blocker / "data")],
+        capsys,
+        "Cannot write to the data folder",
+        "To place it by hand",
+    )
+
+
+def test_a_corrupt_zip_in_the_data_folder_is_named(tmp_path, capsys, monkeypatch):
+    from ncf_lib import download
+
+    monkeypatch.setitem(
+        download.DATASETS,
+        "ml-100k",
+        download.DATASETS["ml-100k"].__class__(
+            **{**vars(download.DATASETS["ml-100k"]), "url": "http://127.0.0.1:9/ml-100k.zip"}
+        ),
+    )
+    with zipfile.ZipFile(tmp_path / "ml-100k.zip", "w") as zf:
+        zf.writestr("ml-100k/u.data", "1\t2\t3\t4\n")  # not the published file
+    _one_line_error(
+        ["info", "--dataset", "ml-100k", "--data-dir", str(tmp_path)],
+        capsys,
+        f"The file already at {tmp_path / 'ml-100k.zip'} failed its checksum",
+    )
+
+
+# ---- permissions -------------------------------------------------------------------------
+
+
+def test_written_files_follow_the_umask(tmp_path, grid_csv):
+    old = os.umask(0o027)
+    try:
+        assert main(_train_argv(tmp_path)) == 0
+        ckpt = next((tmp_path / "ck").glob("*.pt"))
+        _, specs, data, full = grid_csv
+        run_grid(specs[:1], data, tmp_path / "res" / "results.csv", full=full)
+    finally:
+        os.umask(old)
+    assert ckpt.stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "res" / "results.csv").stat().st_mode & 0o777 == 0o640
