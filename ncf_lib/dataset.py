@@ -166,16 +166,9 @@ def sample_candidates(
 
     Exact uniform sampling without replacement: each user's items get uniform random
     scores, interacted items get +inf, and the ``num_ng_test`` smallest scores win
-    (``argpartition`` over chunks of users, so memory stays bounded).
-
-    Args:
-        users: ``(n,)`` user ids, one row each.
-        held_out: ``(n,)`` the held-out item of each row (column 0 of the result).
-        interacted_keys: sorted ``user * n_items + item`` of all interactions of the users
-            (train, validation and test), which are never candidates' negatives.
-        n_items: number of items.
-        num_ng_test: negatives per user (99 in the paper's protocol).
-        rng: random generator.
+    (``argpartition`` over chunks of users, so memory stays bounded). ``users (n,)`` and
+    ``held_out (n,)`` give one row each; ``interacted_keys`` are the sorted
+    ``user * n_items + item`` of all interactions (train, validation and test).
 
     Returns:
         ``(n, 1 + num_ng_test)`` item ids, held-out item first.
@@ -188,15 +181,10 @@ def sample_candidates(
         scores = rng.random((block.size, n_items), dtype=np.float32)
         lo = np.searchsorted(interacted_keys, block * n_items)
         hi = np.searchsorted(interacted_keys, (block + 1) * n_items)
-        n_pos = hi - lo
-        if (n_items - n_pos < num_ng_test).any():
-            bad = int(block[np.argmax(n_items - n_pos < num_ng_test)])
-            raise DataError(
-                f"user {bad} has fewer than num_ng_test={num_ng_test} items they never "
-                f"interacted with ({n_items} items in all); lower num_ng_test"
-            )
-        rows = np.repeat(np.arange(block.size), n_pos)
-        cols = interacted_keys[_ranges(lo, hi)] - np.repeat(block, n_pos) * n_items
+        if (n_items - (hi - lo) < num_ng_test).any():
+            raise DataError(f"a user has fewer than num_ng_test={num_ng_test} unseen items")
+        rows = np.repeat(np.arange(block.size), hi - lo)
+        cols = interacted_keys[_ranges(lo, hi)] - np.repeat(block, hi - lo) * n_items
         scores[rows, cols] = np.inf
         out[start : start + block.size, 1:] = np.argpartition(scores, num_ng_test - 1, axis=1)[
             :, :num_ng_test
@@ -255,6 +243,14 @@ def build_dataset(
     train_keys = _sorted_unique(users[train] * n_items + items[train])
     train_keys = train_keys[~_member(train_keys, held)]
     _check_split(ratings.name, test, val, train_keys, validation)
+    unseen = n_items - np.bincount(all_keys // n_items, minlength=n_users)[users[test]]
+    if (unseen < num_ng_test).any():
+        worst = int(users[test][np.argmin(unseen)])
+        raise DataError(
+            f"{ratings.name}: user {user_ids[worst]} never interacted with only "
+            f"{int(unseen.min())} of the {n_items} items, fewer than num_ng_test "
+            f"(--num-ng-test) {num_ng_test}; lower it"
+        )
     mark = _lap(timings, "split", mark)
     rng = np.random.default_rng(seed)
     test_set = EvalSet(

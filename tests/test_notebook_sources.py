@@ -19,7 +19,15 @@ NOTEBOOKS = REPO / "notebooks"
 MARK = re.compile(r"^# ncf_lib/(\w+)\.py\b")
 #: What each notebook builds in the open (at least these names).
 BUILDS = {
-    "02_dataset_construction": {"leave_one_out", "sample_negatives", "epoch_arrays", "batches"},
+    "02_dataset_construction": {
+        "reindex",
+        "leave_one_out",
+        "_ranges",
+        "sample_candidates",
+        "sample_negatives",
+        "epoch_arrays",
+        "batches",
+    },
     "03_metrics": {"rank_of_first", "hit_rate", "ndcg"},
     "04_gmf": {"embedding", "prediction_layer", "Recommender", "GMF", "train_epoch"},
     "05_mlp": {"mlp_tower", "MLP"},
