@@ -1,4 +1,4 @@
-"""Command line: ``python -m ncf_lib {info,train,evaluate,recommend,reproduce}``.
+"""Command line: ``python -m ncf_lib {info,train,evaluate,recommend,similar,export,reproduce}``.
 
 Thin by design: parse arguments, call the package, print. Errors a user can fix
 (:class:`ncf_lib.errors.UserError`: a missing file, a bad format, a bad value, an unknown
@@ -20,17 +20,28 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ncf_lib.baselines import PopularityScorer, RandomScorer
 from ncf_lib.checkpoints import check_same_data, load_checkpoint
 from ncf_lib.dataset import NCFData, build_dataset
 from ncf_lib.errors import CheckpointError, ConfigError, Interrupted, UnknownIdError, UserError
-from ncf_lib.files import check_writable, current_umask, exclusive_lock
-from ncf_lib.metrics import evaluate, full_ranking_metrics
+from ncf_lib.export import export_embeddings
+from ncf_lib.files import atomic_write, check_writable, current_umask, exclusive_lock
+from ncf_lib.foldin import FoldInConfig, fold_in
+from ncf_lib.metrics import (
+    evaluate,
+    full_ranking_metrics,
+    full_ranks,
+    rank_of_first,
+    score_candidates,
+)
 from ncf_lib.models import MODELS, ModelConfig, build_model, model_name
 from ncf_lib.pretraining import FINETUNE, pretrain_neumf
 from ncf_lib.ratings import dataset_label, load_ratings
 from ncf_lib.recommend import recommend, recommendation_table
+from ncf_lib.similar import similar_items
+from ncf_lib.titles import match_title
 from ncf_lib.train import TrainConfig, fit, resolve_device, seed_everything, train_model
 
 DATASET_HELP = (
@@ -364,6 +375,8 @@ def _user_index(data: NCFData, user: str) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     ckpt, _, data = _checkpoint_and_data(args)
     k = args.top_k
+    if args.per_user:
+        check_writable(Path(args.per_user).parent, "--per-user")
     print(
         f"checkpoint: {args.checkpoint} ({type(ckpt.model).__name__}, epoch {ckpt.epoch}, "
         f"data {data.name})"
@@ -389,22 +402,108 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                 f"{name:<12} {split:<11} {sampled['hr']:8.3f} {sampled['ndcg']:8.3f}"
                 f" {full['hr']:11.3f} {full['ndcg']:12.3f}"
             )
+    if args.per_user:
+        path = write_per_user(ckpt.model.score, data, args.per_user)
+        print(f"per-user ranks of the model: {path}")
+
+
+def _original_id(ids: np.ndarray, text: str):
+    """``text`` as an id of the kind ``ids`` holds (int or str), or ``None`` if it cannot be."""
+    if ids.dtype.kind in "iu":
+        try:
+            return int(text)
+        except ValueError:
+            return None
+    return text
+
+
+def _item_index(data: NCFData, text: str, *, titles: bool = True) -> int:
+    """The contiguous id of an item given by its original id or (``titles``) its title."""
+    key = _original_id(data.item_ids, text)
+    if key is not None:
+        where = int(np.searchsorted(data.item_ids, key))
+        if where < data.n_items and data.item_ids[where] == key:
+            return where
+    if titles:
+        return match_title(text, data.titles, data.item_ids)
+    raise UnknownIdError(f"item id {text} is not in {data.name}")
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
     if args.k < 1:
         raise UsageError(f"-k must be at least 1, got {args.k}")
+    if (args.user is None) == (not (args.like or args.like_ids)):
+        raise UsageError("give either --user, or the movies a new user likes (--like/--like-ids)")
     ckpt, _, data = _checkpoint_and_data(args)
-    user = _user_index(data, args.user)
-    history = data.train_items[slice(*np.searchsorted(data.train_users, [user, user + 1]))]
-    held = [s.items[s.users == user] for s in (data.validation, data.test) if s is not None]
-    history = np.concatenate([history, *held])
-    items, probs = recommend(ckpt.model, user, args.k, exclude=history)
-    print(
-        f"Top {len(items)} for user {data.user_ids[user]} ({history.size} movies rated, excluded):"
-    )
+    if args.user is not None:
+        user = _user_index(data, args.user)
+        history = data.train_items[slice(*np.searchsorted(data.train_users, [user, user + 1]))]
+        held = [s.items[s.users == user] for s in (data.validation, data.test) if s is not None]
+        history = np.concatenate([history, *held])
+        model, who = (
+            ckpt.model,
+            f"user {data.user_ids[user]} ({history.size} movies rated, excluded)",
+        )
+    else:
+        history = np.unique(
+            [match_title(t, data.titles, data.item_ids) for t in args.like or []]
+            + [_item_index(data, i, titles=False) for i in args.like_ids or []]
+        )
+        model = fold_in(ckpt.model, [history], FoldInConfig(seed=args.seed))
+        user = 0
+        liked = data.titles[history] if data.titles is not None else data.item_ids[history]
+        who = f"a new user who likes {'; '.join(map(str, liked))} (folded in, excluded)"
+    items, probs = recommend(model, user, args.k, exclude=history)
+    print(f"Top {len(items)} for {who}:")
     table = recommendation_table(items, probs, data.item_ids, data.titles)
     print(table.to_string(index=False))
+
+
+def cmd_similar(args: argparse.Namespace) -> None:
+    if args.k < 1:
+        raise UsageError(f"-k must be at least 1, got {args.k}")
+    ckpt, _, data = _checkpoint_and_data(args)
+    item = _item_index(data, args.item)
+    items, cosines = similar_items(ckpt.model, item, args.k)
+    name = data.titles[item] if data.titles is not None else data.item_ids[item]
+    print(
+        f"Closest to {name} (id {data.item_ids[item]}) in {type(ckpt.model).__name__}'s item space:"
+    )
+    table = recommendation_table(items, cosines, data.item_ids, data.titles)
+    print(table.rename(columns={"probability": "cosine"}).to_string(index=False))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    ckpt, _, data = _checkpoint_and_data(args)
+    folder = export_embeddings(ckpt.model, data.user_ids, data.item_ids, data.titles, args.out)
+    print(f"wrote {folder}/embeddings.npz, users.csv and items.csv")
+
+
+def write_per_user(scorer, data: NCFData, path: str | Path) -> Path:
+    """One row per held-out item: ``user_id, split, item_id, rank, full_rank`` (0-based; rank
+    among the sampled candidates, full_rank among every item the user did not train on)."""
+    frames = []
+    for split, eval_set in (("validation", data.validation), ("test", data.test)):
+        if eval_set is None:
+            continue
+        sampled = rank_of_first(score_candidates(scorer, eval_set))
+        exclude = data.validation if split == "test" else None
+        full = full_ranks(scorer, data, eval_set, exclude=exclude)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "user_id": data.user_ids[eval_set.users],
+                    "split": split,
+                    "item_id": data.item_ids[eval_set.items],
+                    "rank": sampled.numpy(),
+                    "full_rank": full.numpy(),
+                }
+            )
+        )
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
+    return path
 
 
 # --------------------------------------------------------------------------------------
@@ -631,12 +730,41 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="seed of the random reference scorer")
     ev.set_defaults(run=cmd_evaluate)
 
-    rec = commands.add_parser("recommend", help="top-k movies for a user, with titles")
+    ev.add_argument(
+        "--per-user", metavar="CSV", help="also write each held-out item's rank per user"
+    )
+
+    rec = commands.add_parser(
+        "recommend", help="top-k movies for a user, or for a new user from liked movies"
+    )
     rec.add_argument("checkpoint")
-    rec.add_argument("--user", required=True, help="original user id (as in the ratings file)")
+    rec.add_argument("--user", help="original user id (as in the ratings file)")
+    rec.add_argument(
+        "--like",
+        action="append",
+        metavar="TITLE",
+        help="a movie a new user likes, by title (repeat it); the user is folded in",
+    )
+    rec.add_argument("--like-ids", nargs="+", metavar="ID", help="liked movies by original id")
     rec.add_argument("-k", type=int, default=10, help="how many movies")
+    rec.add_argument("--seed", type=int, default=0, help="seed of the fold-in")
     _data_arguments(rec, dataset_default=None)
     rec.set_defaults(run=cmd_recommend)
+
+    sim = commands.add_parser("similar", help="the movies closest to one in the model's space")
+    sim.add_argument("checkpoint")
+    sim.add_argument("--item", required=True, help="original item id or title")
+    sim.add_argument("-k", type=int, default=10, help="how many movies")
+    _data_arguments(sim, dataset_default=None)
+    sim.set_defaults(run=cmd_similar)
+
+    exp = commands.add_parser(
+        "export", help="user and item embeddings with ids and titles (.npz and .csv)"
+    )
+    exp.add_argument("checkpoint")
+    exp.add_argument("out", help="folder for embeddings.npz, users.csv, items.csv")
+    _data_arguments(exp, dataset_default=None)
+    exp.set_defaults(run=cmd_export)
 
     rep = commands.add_parser(
         "reproduce",

@@ -125,7 +125,6 @@ def _check_finite(scores: torch.Tensor) -> None:
         )
 
 
-@torch.inference_mode()
 def full_ranking_metrics(
     scorer: Scorer,
     data: NCFData,
@@ -144,6 +143,23 @@ def full_ranking_metrics(
     held-out item per user, Recall@k (hits / min(k, relevant)) equals HR@k.
     """
     check_top_k(k, data.n_items, "items")
+    rank = full_ranks(scorer, data, eval_set, exclude=exclude, chunk=chunk, device=device)
+    hr = hit_rate(rank, k)
+    return {"hr": hr, "ndcg": ndcg(rank, k), "recall": hr}
+
+
+@torch.inference_mode()
+def full_ranks(
+    scorer: Scorer,
+    data: NCFData,
+    eval_set: EvalSet,
+    *,
+    exclude: EvalSet | None = None,
+    chunk: int = 512,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """``(n,)`` 0-based rank of each held-out item among all items the user has not
+    interacted with (see :func:`full_ranking_metrics`; ties count against it)."""
     all_items = torch.arange(data.n_items, device=device)
     ranks = []
     for start in range(0, eval_set.users.size, chunk):
@@ -157,9 +173,7 @@ def full_ranking_metrics(
         beats = (scores >= target) & ~known
         beats.scatter_(1, held[:, None], False)
         ranks.append(beats.sum(dim=1).cpu())
-    rank = torch.cat(ranks)
-    hr = hit_rate(rank, k)
-    return {"hr": hr, "ndcg": ndcg(rank, k), "recall": hr}
+    return torch.cat(ranks)
 
 
 def _known_mask(data: NCFData, users: np.ndarray, exclude: EvalSet | None) -> np.ndarray:

@@ -1,0 +1,58 @@
+"""Exporting a model's embeddings with their original ids and titles, for other tools.
+
+``export_embeddings`` writes three files into a folder:
+
+* ``embeddings.npz``: ``user_ids (n_users,)``, ``user_vectors (n_users, d_user)``,
+  ``item_ids (n_items,)``, ``item_vectors (n_items, d_item)`` and ``titles (n_items,)``
+  (empty strings when the dataset has none); ids are integers or strings as in the
+  ratings file;
+* ``users.csv``: ``user_id, e0, e1, ...``; ``items.csv``: ``item_id, title, e0, e1, ...``.
+
+Vectors are those of :func:`ncf_lib.similar.side_vectors` (NeuMF: GMF and MLP halves side by
+side), ready for an approximate-nearest-neighbour index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ncf_lib.files import atomic_write, check_writable
+from ncf_lib.models import Recommender
+from ncf_lib.similar import side_vectors
+
+
+def export_embeddings(
+    model: Recommender,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    titles: np.ndarray | None,
+    folder: str | Path,
+) -> Path:
+    """Write ``embeddings.npz``, ``users.csv`` and ``items.csv`` into ``folder``."""
+    folder = check_writable(folder, "export folder")
+    users, items = side_vectors(model, "user"), side_vectors(model, "item")
+    names = np.asarray(titles if titles is not None else [""] * len(item_ids), dtype=str)
+    kind = lambda ids: ids if np.asarray(ids).dtype.kind in "iu" else np.asarray(ids, str)  # noqa: E731
+    with atomic_write(folder / "embeddings.npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                user_ids=kind(user_ids),
+                user_vectors=users,
+                item_ids=kind(item_ids),
+                item_vectors=items,
+                titles=names,
+            )
+    columns = lambda width: [f"e{j}" for j in range(width)]  # noqa: E731
+    user_table = pd.DataFrame(users, columns=columns(users.shape[1]))
+    user_table.insert(0, "user_id", user_ids)
+    item_table = pd.DataFrame(items, columns=columns(items.shape[1]))
+    item_table.insert(0, "title", names)
+    item_table.insert(0, "item_id", item_ids)
+    for name, table in (("users.csv", user_table), ("items.csv", item_table)):
+        with atomic_write(folder / name) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.8g")
+    return folder

@@ -1,0 +1,43 @@
+"""What a model learned about items: their embedding vectors, and nearest neighbours.
+
+An item's vector is the concatenation of its rows in the model's item-side embedding
+tables (``*item*``, biases left out): one table for GMF, MLP and MF, two for NeuMF, whose
+GMF and MLP halves are learned for different interaction functions (a product and a
+tower), so neighbours in the joined space are items both halves place near each other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ncf_lib.errors import UnknownIdError
+
+
+def side_vectors(model: nn.Module, side: str) -> np.ndarray:
+    """``(n, d)`` the concatenated ``side`` (``user`` or ``item``) embedding rows."""
+    tables = [
+        m.weight.detach().cpu()
+        for name, m in model.named_children()
+        if isinstance(m, nn.Embedding) and side in name and m.embedding_dim > 1
+    ]
+    return torch.cat(tables, dim=1).numpy()
+
+
+def similar_items(model: nn.Module, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` items closest to ``item`` by cosine similarity of their vectors.
+
+    Returns:
+        ``items (k,)`` contiguous ids, most similar first (``item`` itself left out), and
+        their cosines ``(k,)``.
+    """
+    vectors = side_vectors(model, "item")
+    if not 0 <= item < vectors.shape[0]:
+        raise UnknownIdError(f"item {item} is outside 0..{vectors.shape[0] - 1}")
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    cosine = unit @ unit[item]
+    cosine[item] = -np.inf
+    k = min(k, vectors.shape[0] - 1)
+    top = np.argsort(-cosine, kind="stable")[:k]
+    return top, cosine[top]
