@@ -21,6 +21,12 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 NOT_COPIED = (".git", ".venv", "data", "results", "runs", "build", "*.egg-info", "__pycache__")
 
 
+def _output(python: Path, code: str, cwd: Path) -> str:
+    """What ``python -c code`` prints, run in ``cwd``."""
+    run = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, cwd=cwd)
+    return run.stdout.strip()
+
+
 def _setup_cell(notebook: Path) -> str:
     cells = json.loads(notebook.read_text())["cells"]
     return "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
@@ -53,21 +59,14 @@ def test_setup_cell_installs_ncf_lib_into_a_fresh_environment_and_the_notebook_r
     env_dir = tmp_path / "fresh"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    fresh_site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    Path(fresh_site, "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    probe = subprocess.run(
-        [python, "-c", "import importlib.util; print(importlib.util.find_spec('ncf_lib'))"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
+    fresh_site = _output(
+        python, "import sysconfig; print(sysconfig.get_paths()['purelib'])", tmp_path
     )
-    assert probe.stdout.strip() == "None"  # the fresh environment starts without ncf_lib
+    Path(fresh_site, "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    probe = _output(
+        python, "import importlib.util; print(importlib.util.find_spec('ncf_lib'))", tmp_path
+    )
+    assert probe == "None"  # the fresh environment starts without ncf_lib
 
     kernels = tmp_path / "jupyter" / "kernels" / "fresh"
     kernels.mkdir(parents=True)
@@ -106,11 +105,5 @@ def test_setup_cell_installs_ncf_lib_into_a_fresh_environment_and_the_notebook_r
         cwd=clone,
     )
     assert result.returncode == 0, result.stdout[:6000] + result.stderr[-3000:]
-    installed = subprocess.run(
-        [python, "-c", "import ncf_lib, pathlib; print(pathlib.Path(ncf_lib.__file__))"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    ).stdout.strip()
+    installed = _output(python, "import ncf_lib; print(ncf_lib.__file__)", tmp_path)
     assert installed.startswith(str(env_dir))  # installed by the cell, not found elsewhere
