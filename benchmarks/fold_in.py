@@ -52,7 +52,7 @@ def main() -> None:
     machine = f"{platform.machine()}, torch {torch.__version__}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"fold-in-{label}.md"
+    path = out / f"fold-in-{label.replace(':', '_')}.md"
     path.write_text(
         f"# Fold-in of unseen users on {label}\n\n"
         f"Command: `python benchmarks/fold_in.py --dataset {label}`\n\nMachine: {machine}\n\n"

@@ -204,3 +204,13 @@ def test_reference_harness_reports_the_best_test_epoch(tmp_path):
 def test_reference_harness_needs_a_checkout(tmp_path):
     with pytest.raises(FileNotFoundError, match="clone of https://github.com/guoyang9/NCF"):
         _harness().load_reference(tmp_path)
+
+
+def test_fold_in_study_writes_its_table(tmp_path):
+    out = _run(
+        "fold_in.py", "--dataset", "synthetic:200x300x6000", "--models", "gmf", "--epochs", "1",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert "gmf, 20 held-out users" in out and "folded in" in out
+    table = (tmp_path / "fold-in-synthetic_200x300x6000.md").read_text()
+    assert "| gmf | trained normally |" in table and "| gmf | folded in |" in table
