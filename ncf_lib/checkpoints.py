@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ncf_lib.dataset import NCFData, fingerprint
+from ncf_lib.dataset import NCFData
 from ncf_lib.errors import CheckpointError, MissingFileError
 from ncf_lib.files import atomic_write
 from ncf_lib.models import MODELS, ModelConfig, Recommender, config_dict, model_name
@@ -48,7 +48,7 @@ def save_checkpoint(
     training: dict | None = None,
 ) -> Path:
     """Save ``state_dict``, the model's and training's settings, the id maps and the data's
-    :func:`~ncf_lib.dataset.fingerprint`, atomically.
+    :attr:`~ncf_lib.dataset.NCFData.fingerprint`, atomically.
 
     ``training`` is what :func:`ncf_lib.train.fit` needs to resume (the last epoch's weights,
     optimizer and random states, history); ``None`` for a finished model.
@@ -65,7 +65,7 @@ def save_checkpoint(
         "user_ids": _ids_out(data.user_ids),
         "item_ids": _ids_out(data.item_ids),
         "dataset": data.name,
-        "fingerprint": fingerprint(data),
+        "fingerprint": data.fingerprint,
         "data": {
             "num_ng_test": int(data.test.candidates.shape[1] - 1),
             "validation": data.validation is not None,
@@ -86,7 +86,7 @@ class Checkpoint:
     """A loaded checkpoint: the model (in eval mode) and what it was trained on.
 
     Attributes:
-        fingerprint: :func:`~ncf_lib.dataset.fingerprint` of the training data.
+        fingerprint: :attr:`~ncf_lib.dataset.NCFData.fingerprint` of the training data.
         training: the state to resume training from, or ``None``.
     """
 
@@ -152,7 +152,7 @@ def check_same_data(path: str | Path, trained_on: dict, data: NCFData) -> None:
     Raises:
         CheckpointError: the fingerprints differ.
     """
-    here = fingerprint(data)
+    here = data.fingerprint
     if trained_on != here:
         differ = [key for key in here if trained_on.get(key) != here[key]]
         show = lambda fp: ", ".join(f"{k} {fp.get(k)}" for k in differ)  # noqa: E731

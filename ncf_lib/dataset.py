@@ -94,6 +94,12 @@ class NCFData:
         mask[self.train_keys] = True
         return mask
 
+    @cached_property
+    def fingerprint(self) -> dict:
+        """What a model trained on this data depends on (:func:`fingerprint_of`), computed
+        once per object."""
+        return fingerprint_of(self)
+
     def is_train_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Boolean mask, same shape as ``users``: is ``(user, item)`` a training positive?
 
@@ -297,7 +303,7 @@ def _check_split(name, test, val, train_keys, validation: bool) -> None:
         raise DataError(f"{name}: nothing is left to train on once the held-out items are out")
 
 
-def fingerprint(data: NCFData) -> dict:
+def fingerprint_of(data: NCFData) -> dict:
     """What a model trained on ``data`` depends on: sizes, and SHA-256 digests (first 16 hex
     digits) of the id maps and of the split (training pairs, every evaluation candidate).
 

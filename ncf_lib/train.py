@@ -269,8 +269,7 @@ def fit(
         if state.stopped:
             break
     model.load_state_dict(state.best_state)
-    best_row = next(row for row in state.rows if row["epoch"] == state.best_epoch)
-    best = {k: v for k, v in best_row.items() if k.endswith(("_hr", "_ndcg"))}
+    best = state.best_metrics()
     if writer is not None:
         _log_hparams(writer, config, model, best, state.best_epoch)
     return FitResult(
@@ -295,6 +294,11 @@ class _State:
     stale: int = 0
     stopped: bool = False
 
+    def best_metrics(self) -> dict[str, float]:
+        """The selected epoch's metrics (``test_hr``, ``val_ndcg``, ...)."""
+        row = next(row for row in self.rows if row["epoch"] == self.best_epoch)
+        return {k: v for k, v in row.items() if k.endswith(("_hr", "_ndcg"))}
+
 
 def _save(config, model, optimizer, rng, sampler, data, state: _State, epoch: int) -> None:
     """Checkpoint the best weights so far, with the state to resume after ``epoch``."""
@@ -311,8 +315,7 @@ def _save(config, model, optimizer, rng, sampler, data, state: _State, epoch: in
         "stale": state.stale,
         "stopped": state.stopped,
     }
-    best_row = next(row for row in state.rows if row["epoch"] == state.best_epoch)
-    best = {k: v for k, v in best_row.items() if k.endswith(("_hr", "_ndcg"))}
+    best = state.best_metrics()
     current = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(state.best_state)  # the checkpoint's model is the best one
     try:
