@@ -1,4 +1,4 @@
-"""Baselines beside NCF: popularity, random, item-based kNN, and the tuned MF recipe.
+"""Baselines beside NCF: popularity, random, item-based kNN, EASE, PureSVD, and tuned MF.
 
 All are scorers with the models' interface, ``scorer(users (n,), items (n, c)) -> (n, c)``,
 so the same metrics rank them. Each tuned setting is chosen on the validation items.
@@ -21,6 +21,10 @@ from ncf_lib.train import FitResult, TrainConfig, train_model
 MF_L2_GRID = (0.0, 1e-4, 1e-3)
 #: Neighbours tried for ItemKNN; the one with the best validation HR is kept.
 KNN_K_GRID = (10, 20, 50, 100, 200, 400)
+#: L2 weights tried for EASE (Steck 2019 uses 500 on ML-20M).
+EASE_L2_GRID = (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+#: Ranks tried for PureSVD.
+SVD_RANK_GRID = (5, 10, 20, 50, 100, 200)
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class RandomScorer:
         return torch.rand(items.shape, generator=gen, dtype=torch.float64).to(items.device)
 
 
-#: Largest catalogue for :class:`ItemKNNScorer`'s dense item x item similarity (2 GiB).
+#: Largest catalogue for the dense item x item matrices of ItemKNN, EASE and PureSVD.
 KNN_MAX_ITEMS = 23_000
 
 
@@ -76,15 +80,7 @@ class ItemKNNScorer:
         """Similarities from ``data``'s training positives, ``k`` neighbours per item."""
         if k < 1 or shrink < 0:
             raise ConfigError(f"ItemKNN needs k >= 1 and shrink >= 0, got k={k}, shrink={shrink}")
-        if data.n_items > KNN_MAX_ITEMS:
-            raise DataError(
-                f"ItemKNN keeps a dense item x item matrix: {data.n_items:,} "
-                f"items is more than {KNN_MAX_ITEMS:,}"
-            )
-        history = torch.zeros(data.n_users, data.n_items)
-        history[
-            torch.from_numpy(data.train_users).long(), torch.from_numpy(data.train_items).long()
-        ] = 1.0
+        history = _history(data).float()
         co = history.T @ history  # (items, items) co-counts
         norms = co.diagonal().sqrt()
         sim = co / (norms[:, None] * norms[None, :] + shrink).clamp_min(1e-12)
@@ -103,6 +99,87 @@ class ItemKNNScorer:
     def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         scores = self.history[users.cpu()] @ self.similarity  # (n, n_items)
         return scores.gather(1, items.cpu()).to(items.device)
+
+
+def _history(data: NCFData) -> torch.Tensor:
+    """``(n_users, n_items)`` float64, 1 where the user trained on the item."""
+    if data.n_items > KNN_MAX_ITEMS:
+        raise DataError(
+            f"this baseline keeps a dense item x item matrix: {data.n_items:,} items is "
+            f"more than {KNN_MAX_ITEMS:,}"
+        )
+    history = torch.zeros(data.n_users, data.n_items, dtype=torch.float64)
+    users, items = torch.from_numpy(data.train_users), torch.from_numpy(data.train_items)
+    history[users.long(), items.long()] = 1.0
+    return history
+
+
+@dataclass(frozen=True)
+class ItemMatrixScorer:
+    """``score(u, i) = (x_u B)_i`` for a user's ``(n_items,)`` training row ``x_u`` and an
+    item x item matrix ``B``: the form of EASE and PureSVD."""
+
+    history: torch.Tensor
+    weights: torch.Tensor
+
+    def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        scores = self.history[users.cpu()] @ self.weights  # (n, n_items)
+        return scores.gather(1, items.cpu()).to(items.device)
+
+
+def ease(data: NCFData, l2: float = 500.0) -> ItemMatrixScorer:
+    """EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019):
+    ``B = argmin ||X - XB||^2 + l2 ||B||^2`` with ``diag(B) = 0``, in closed form
+    ``P = (X'X + l2 I)^-1``, ``B = -P / diag(P)`` column by column, ``diag(B) = 0``."""
+    if l2 <= 0:
+        raise ConfigError(f"EASE needs an L2 weight above 0, got {l2}")
+    history = _history(data)
+    gram = history.T @ history + l2 * torch.eye(data.n_items, dtype=torch.float64)
+    precision = torch.linalg.inv(gram)
+    weights = -precision / precision.diagonal()[None, :]
+    weights.fill_diagonal_(0.0)
+    return ItemMatrixScorer(history, weights)
+
+
+@dataclass(frozen=True)
+class PureSVD:
+    """PureSVD (Cremonesi et al., RecSys 2010): the truncated SVD ``X ~ U S V'`` of the
+    binary user x item matrix, ``score = x_u V_f V_f'``; one SVD serves every rank."""
+
+    history: torch.Tensor
+    right: torch.Tensor  # (n_items, min(n_users, n_items)) right singular vectors
+
+    @classmethod
+    def fit(cls, data: NCFData) -> PureSVD:
+        history = _history(data)
+        return cls(history, torch.linalg.svd(history, full_matrices=False).Vh.T)
+
+    def rank(self, f: int) -> ItemMatrixScorer:
+        """The scorer with the ``f`` leading singular vectors."""
+        v = self.right[:, :f]
+        return ItemMatrixScorer(self.history, v @ v.T)
+
+
+def _best_on_validation(data: NCFData, scorers: dict, k: int):
+    if data.validation is None:
+        raise ConfigError("tuning a baseline needs data built with validation=True")
+    hr = {key: evaluate(scorer, data.validation, k)["hr"] for key, scorer in scorers.items()}
+    return max(scorers, key=lambda key: hr[key])  # the first wins ties
+
+
+def tune_ease(data: NCFData, grid: tuple[float, ...] | None = None, k: int = 10) -> float:
+    """EASE's L2 weight with the best validation HR@k among ``grid`` (default
+    :data:`EASE_L2_GRID`)."""
+    return _best_on_validation(data, {l2: ease(data, l2) for l2 in grid or EASE_L2_GRID}, k)
+
+
+def tune_puresvd(data: NCFData, grid: tuple[int, ...] | None = None, k: int = 10) -> int:
+    """PureSVD's rank with the best validation HR@k among ``grid`` (default
+    :data:`SVD_RANK_GRID`), from one SVD."""
+    svd = PureSVD.fit(data)
+    limit = min(data.n_users, data.n_items)
+    grid = tuple(f for f in grid or SVD_RANK_GRID if f <= limit) or (limit,)
+    return _best_on_validation(data, {f: svd.rank(f) for f in grid}, k)
 
 
 def tune_itemknn(data: NCFData, grid: tuple[int, ...] | None = None, k: int = 10) -> int:
