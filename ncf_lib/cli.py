@@ -354,17 +354,10 @@ def _checkpoint_and_data(args: argparse.Namespace):
 def _user_index(data: NCFData, user: str) -> int:
     """The contiguous id of an original user id given on the command line."""
     ids = data.user_ids
-    if ids.dtype.kind in "iu":
-        try:
-            key = int(user)
-        except ValueError:
-            raise UnknownIdError(
-                f"--user {user!r}: the user ids of {data.name} are integers"
-            ) from None
-    else:
-        key = user
-    where = int(np.searchsorted(ids, key))
-    if where >= data.n_users or ids[where] != key:
+    if _original_id(ids, user) is None:
+        raise UnknownIdError(f"--user {user!r}: the user ids of {data.name} are integers")
+    where = _position(ids, user)
+    if where is None:
         raise UnknownIdError(
             f"--user {user} is not in {data.name} (original user ids run from "
             f"{ids[0]} to {ids[-1]})"
@@ -417,13 +410,20 @@ def _original_id(ids: np.ndarray, text: str):
     return text
 
 
+def _position(ids: np.ndarray, text: str) -> int | None:
+    """Where the original id ``text`` is in the sorted ``ids`` (the contiguous id), or None."""
+    key = _original_id(ids, text)
+    if key is None:
+        return None
+    where = int(np.searchsorted(ids, key))
+    return where if where < ids.size and ids[where] == key else None
+
+
 def _item_index(data: NCFData, text: str, *, titles: bool = True) -> int:
     """The contiguous id of an item given by its original id or (``titles``) its title."""
-    key = _original_id(data.item_ids, text)
-    if key is not None:
-        where = int(np.searchsorted(data.item_ids, key))
-        if where < data.n_items and data.item_ids[where] == key:
-            return where
+    where = _position(data.item_ids, text)
+    if where is not None:
+        return where
     if titles:
         return match_title(text, data.titles, data.item_ids)
     raise UnknownIdError(f"item id {text} is not in {data.name}")

@@ -137,9 +137,8 @@ def run_grid(
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
     csv_path = Path(csv_path)
     check_writable(csv_path.parent, "results folder")
-    lock = csv_path.with_name(f".{csv_path.name}.lock")
-    with exclusive_lock(lock):
-        finished = set(finished_rows(csv_path)[0]["key"])
+    lock = _lock_of(csv_path)
+    finished = _finished_keys(csv_path)
     todo = [spec for spec in dict.fromkeys(specs) if spec.key not in finished]
     if jobs > 1:
         runs = _in_workers(todo, data, full, jobs, csv_path)
@@ -163,8 +162,12 @@ def run_grid(
         return finished_rows(csv_path)[0]
 
 
+def _lock_of(csv_path: Path) -> Path:
+    return csv_path.with_name(f".{csv_path.name}.lock")
+
+
 def _finished_keys(csv_path: Path) -> set[str]:
-    with exclusive_lock(csv_path.with_name(f".{csv_path.name}.lock")):
+    with exclusive_lock(_lock_of(csv_path)):
         return set(finished_rows(csv_path)[0]["key"])
 
 
