@@ -539,7 +539,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         print(
             f"{row['study']:<9} {row['model']:<9} f={row['factors']:<3} seed={row['seed']} "
             f"ng={row['num_ng']} depth={row['depth']}  HR@10 {row['hr@10']:.3f} "
-            f"NDCG@10 {row['ndcg@10']:.3f}  full HR@10 {row['full_hr@10']:.3f}  "
+            f"NDCG@10 {row['ndcg@10']:.3f}  corrected HR@10 {row['corrected_hr@10']:.3f}  "
+            f"full HR@10 {row['full_hr@10']:.3f}  "
             f"epoch {row['epoch']}  {row['seconds']:.0f} s",
             flush=True,
         )

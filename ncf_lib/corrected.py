@@ -18,12 +18,18 @@ corrections describes (the equations below are written out here, not copied):
 * ``gamma = 0`` is the **minimal-bias** correction (weighted least squares); ``gamma = 1``
   minimises the mean squared error, ``M~(j) = E[M(r) | sampled rank j]``.
 
-Ranks are 0-based throughout (0: the held-out item is first), like :mod:`ncf_lib.metrics`.
+Each user has its own ``n`` (the items it did not train on), so :func:`corrected_metrics`
+applies one table per distinct ``n``. Ranks are 0-based throughout (0: the held-out item is
+first), like :mod:`ncf_lib.metrics`.
 """
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
+
+from ncf_lib.dataset import EvalSet, NCFData
 
 
 def _log_choose(log_fact: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -66,13 +72,14 @@ def correction(
     """The corrected metric table ``M~``, ``(m + 1,)``, for sampled ranks ``0..m``.
 
     Args:
-        metric: ``(n,)`` the metric of each true rank (:func:`hr_at`, :func:`ndcg_at`).
+        metric: ``(n,)`` the metric of each true rank (:func:`hr_at`, :func:`ndcg_at`), or
+            ``(n, t)`` for ``t`` metrics at once (then the result is ``(m + 1, t)``).
         m: sampled negatives per held-out item.
         gamma: weight of the variance (0: minimal bias, whose table is ill-conditioned and
             whose estimates vary wildly; 1: minimal mean squared error; default 0.1).
         prior: ``(n,)`` weights of the true ranks (default uniform).
     """
-    n = metric.size
+    n = metric.shape[0]
     a = sampled_rank_distribution(n, m)
     p = np.full(n, 1.0 / n) if prior is None else np.asarray(prior, float) / np.sum(prior)
     weighted = a * p[:, None]
@@ -84,3 +91,45 @@ def correction(
 def corrected_mean(sampled_ranks: np.ndarray, table: np.ndarray) -> float:
     """The corrected estimate of a metric: the mean of ``table`` at the sampled ranks."""
     return float(np.mean(table[np.asarray(sampled_ranks, dtype=np.int64)]))
+
+
+@cache
+def _tables(n: int, m: int, k: int, gamma: float) -> np.ndarray:
+    """``(m + 1, 2)`` corrected HR@k and NDCG@k tables for pools of ``n`` items (cached: every
+    run on one split shares its pool sizes)."""
+    tables = correction(np.stack([hr_at(k, n), ndcg_at(k, n)], axis=1), m, gamma=gamma)
+    tables.flags.writeable = False
+    return tables
+
+
+def pool_sizes(data: NCFData, eval_set: EvalSet, exclude: EvalSet | None = None) -> np.ndarray:
+    """``(n,)`` how many items each evaluated user's held-out item is ranked among in the
+    full ranking (:func:`ncf_lib.metrics.full_ranking_metrics` with the same ``exclude``):
+    all items but the user's training items and ``exclude``'s held-out item."""
+    keys = np.unique(data.train_users.astype(np.int64) * data.n_items + data.train_items)
+    trained = np.bincount(keys // data.n_items, minlength=data.n_users)[eval_set.users]
+    if exclude is not None:
+        has = np.isin(eval_set.users, exclude.users)
+        trained = trained + has
+    return data.n_items - trained
+
+
+def corrected_metrics(
+    sampled_ranks: np.ndarray, pools: np.ndarray, m: int, k: int = 10, gamma: float = 0.1
+) -> dict[str, float]:
+    """Corrected HR@k and NDCG@k (``{"hr", "ndcg"}``) of sampled ranks.
+
+    Args:
+        sampled_ranks: ``(users,)`` 0-based rank of each held-out item among its ``m``
+            sampled negatives (:func:`ncf_lib.metrics.rank_of_first`).
+        pools: ``(users,)`` items each held-out item competes with in the full ranking,
+            itself included (:func:`pool_sizes`); the negatives were drawn from them.
+        m: sampled negatives per user.
+        k: cut-off.
+        gamma: the bias-variance weight of :func:`correction`.
+    """
+    ranks = np.asarray(sampled_ranks, dtype=np.int64)
+    sizes, which = np.unique(np.asarray(pools, dtype=np.int64), return_inverse=True)
+    tables = np.stack([_tables(int(n), m, k, float(gamma)) for n in sizes])  # (sizes, m+1, 2)
+    values = tables[which.ravel(), ranks]  # (users, 2)
+    return {"hr": float(values[:, 0].mean()), "ndcg": float(values[:, 1].mean())}

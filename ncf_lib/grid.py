@@ -5,8 +5,10 @@ depth); :func:`run_one` trains and evaluates one spec and returns its row of res
 (:mod:`ncf_lib.runner` runs a whole grid with resume, :mod:`ncf_lib.report` summarises it).
 
 Models: ``itempop`` (popularity, no training), ``itemknn`` (cosine item-item neighbours,
-their number tuned on the validation items), ``mf`` (matrix factorisation with biases and
-L2, Rendle et al. 2020, its L2 weight tuned on the validation items), ``gmf``, ``mlp``,
+their number tuned on the validation items), ``puresvd`` (its rank tuned), ``ease`` (its
+L2 weight tuned), ``ials`` (factors, L2 weight and positive weight tuned), ``mf`` (matrix
+factorisation with biases and L2, Rendle et al. 2020, its L2 weight tuned on the
+validation items), ``gmf``, ``mlp``,
 ``neumf`` and ``neumf-pre`` (NeuMF initialised from the GMF and MLP of the same factors and
 seed, their weight ``alpha`` chosen on the validation items, then fine-tuned as in the
 paper).
@@ -20,9 +22,10 @@ and leaving it out of the final model costs 1-2 points of HR@10. Without ``refit
 studies, to save time) the selection run's model at its chosen epoch is tested. The test
 items are never used to choose anything.
 
-Each row holds the sampled metrics (1 held-out + 99 negatives), the full-ranking ones (all
-items the user did not train on), HR@1..10, and ``selected_hr@10``, the selection run's own
-test HR@10 at its chosen epoch (what is reported without refit).
+Each row holds the sampled metrics (1 held-out + 99 negatives), their corrected estimates
+of the full-ranking metrics (``corrected_*``, :mod:`ncf_lib.corrected`), the full-ranking
+ones (all items the user did not train on), HR@1..10, and ``selected_hr@10``, the
+selection run's own test HR@10 at its chosen epoch (what is reported without refit).
 """
 
 from __future__ import annotations
@@ -35,7 +38,19 @@ import numpy as np
 import torch
 
 from ncf_lib import baselines, hand_gradients
-from ncf_lib.baselines import ItemKNNScorer, PopularityScorer, tune_itemknn, tune_mf
+from ncf_lib.baselines import (
+    ItemKNNScorer,
+    PopularityScorer,
+    PureSVD,
+    ease,
+    ials,
+    tune_ease,
+    tune_ials,
+    tune_itemknn,
+    tune_mf,
+    tune_puresvd,
+)
+from ncf_lib.corrected import corrected_metrics, pool_sizes
 from ncf_lib.dataset import NCFData, build_dataset
 from ncf_lib.errors import ConfigError
 from ncf_lib.metrics import (
@@ -52,7 +67,20 @@ from ncf_lib.pretraining import finetune_config, pretrain_neumf, pretrained_neum
 from ncf_lib.sampling import batches, epoch_arrays
 from ncf_lib.train import FitResult, TrainConfig, fit, make_optimizer, seed_everything, train_model
 
-MODEL_NAMES = ("itempop", "itemknn", "mf", "gmf", "mlp", "neumf", "neumf-pre")
+MODEL_NAMES = (
+    "itempop",
+    "itemknn",
+    "puresvd",
+    "ease",
+    "ials",
+    "mf",
+    "gmf",
+    "mlp",
+    "neumf",
+    "neumf-pre",
+)
+#: Models tuned on validation without trained epochs or a factor count of the grid's own.
+CLOSED_FORM = ("itempop", "itemknn", "puresvd", "ease", "ials")
 #: Selection runs stop after this many epochs without a better validation HR@10.
 PATIENCE = 4
 K = 10
@@ -124,8 +152,9 @@ def paper_grid(
 
     * main: every model at 32 factors, each seed, ``epochs`` epochs, re-trained on
       training + validation data (``refit``);
-    * factors: every model but ItemKNN at each factor count, first seed, ``study_epochs``,
-      no refit (its own 32-factor runs, so the whole curve follows one protocol);
+    * factors: ItemPop, MF and the NCF models at each factor count, first seed,
+      ``study_epochs``, no refit (its own 32-factor runs, so the whole curve follows one
+      protocol; the other baselines tune their own size);
     * negatives: NeuMF with 1..10 training negatives, first seed, ``study_epochs``;
     * depth: MLP with 0..4 hidden layers, first seed, ``study_epochs``.
 
@@ -138,8 +167,8 @@ def paper_grid(
         RunSpec(m, f, seeds[0], study_epochs, study="factors")
         for f in factors
         for m in MODEL_NAMES
-        if m != "itemknn"
-    ]  # no factors in kNN
+        if m == "itempop" or m not in CLOSED_FORM
+    ]
     specs += [
         RunSpec("neumf", study_factors, seeds[0], study_epochs, num_ng=n, study="negatives")
         for n in negatives
@@ -157,7 +186,7 @@ def estimate_seconds(
     """Rough time of a grid: training rows times a measured speed (evaluation ignored)."""
     total = 0.0
     for spec in specs:
-        if spec.model in ("itempop", "itemknn"):
+        if spec.model in CLOSED_FORM:
             continue
         stages = (
             3
@@ -179,6 +208,9 @@ def _metrics_row(scorer: Scorer, data: NCFData) -> dict[str, float]:
     row["ndcg@10"] = ndcg(ranks, K)
     se = standard_errors(ranks, K)
     row.update({"hr@10_se": se["hr"], "ndcg@10_se": se["ndcg"]})
+    pools = pool_sizes(data, data.test, exclude=data.validation)
+    corrected = corrected_metrics(ranks.numpy(), pools, data.test.candidates.shape[1] - 1, K)
+    row.update({"corrected_hr@10": corrected["hr"], "corrected_ndcg@10": corrected["ndcg"]})
     full = full_ranking_metrics(scorer, data, data.test, K, exclude=data.validation)
     row.update(
         {"full_hr@10": full["hr"], "full_ndcg@10": full["ndcg"], "full_recall@10": full["recall"]}
@@ -210,6 +242,15 @@ def run_one(
     elif spec.model == "itemknn":
         k = tune_itemknn(data)
         scorer, params = ItemKNNScorer.fit(full if spec.refit else data, k), f"k={k}"
+    elif spec.model == "puresvd":
+        rank = tune_puresvd(data)
+        scorer, params = PureSVD.fit(full if spec.refit else data).rank(rank), f"rank={rank}"
+    elif spec.model == "ease":
+        l2 = tune_ease(data)
+        scorer, params = ease(full if spec.refit else data, l2), f"l2={l2:g}"
+    elif spec.model == "ials":
+        config = tune_ials(data, seed=spec.seed)
+        scorer, params = ials(full if spec.refit else data, config), str(config)
     elif spec.model == "mf":
         best_l2, result = tune_mf(data, spec.train_config(), spec.model_config())
         params = f"l2={best_l2:g}"

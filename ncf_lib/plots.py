@@ -147,3 +147,57 @@ def plot_hr_at_k(results: pd.DataFrame, k_max: int = 10) -> Figure:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+#: The three ways of measuring one metric: ``(column prefix, label)``.
+MEASURES = (
+    ("", "sampled\n(1 + 99)"),
+    ("corrected_", "corrected\nsampled"),
+    ("full_", "full\nranking"),
+)
+
+
+def plot_orderings(results: pd.DataFrame, k: int = 10) -> Figure:
+    """Models ranked by HR@K and by NDCG@K measured three ways: on 100 sampled candidates,
+    corrected from those samples, and on the full ranking. One line per model joins its
+    places (1: best; means over seeds), labelled with its values, so a crossing line is a
+    model whose order a measure gets wrong.
+
+    Args:
+        results: rows with ``model`` and ``{prefix}hr@K``, ``{prefix}ndcg@K`` for every
+            prefix of :data:`MEASURES`.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * results["model"].nunique() + 2.2))
+    for ax, metric in zip(axes, (f"hr@{k}", f"ndcg@{k}")):
+        columns = [prefix + metric for prefix, _ in MEASURES]
+        means = results.groupby("model", sort=False)[columns].mean()
+        places = means.rank(ascending=False, method="first")
+        for model in means.index:
+            (line,) = ax.plot(range(len(MEASURES)), places.loc[model], marker="o")
+            for x, column in enumerate(columns):
+                ax.annotate(
+                    f"{means.loc[model, column]:.3f}",
+                    (x, places.loc[model, column]),
+                    xytext=(0, 6),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=7,
+                )
+            ax.annotate(
+                model,
+                (0, places.loc[model, columns[0]]),
+                xytext=(-10, 0),
+                textcoords="offset points",
+                ha="right",
+                va="center",
+                color=line.get_color(),
+                fontsize=8,
+            )
+        ax.set_xticks(range(len(MEASURES)), [label for _, label in MEASURES])
+        ax.set_xlim(-0.9, len(MEASURES) - 0.7)
+        ax.set_ylim(len(means) + 0.5, 0.3)
+        ax.set_yticks(range(1, len(means) + 1))
+        ax.set(ylabel="place (1: best)", title=f"Models ordered by {metric.upper()}")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from ncf_lib.corrected import (
     corrected_mean,
+    corrected_metrics,
     correction,
     hr_at,
     ndcg_at,
+    pool_sizes,
     sampled_rank_distribution,
 )
+from ncf_lib.metrics import full_ranks
 
 N, M = 1000, 99
 
@@ -52,3 +56,44 @@ def test_gamma_one_is_the_posterior_mean():
     a = sampled_rank_distribution(N, M)
     expected = (a * prior[:, None]).T @ metric / (a * prior[:, None]).sum(axis=0)
     np.testing.assert_allclose(correction(metric, M, gamma=1.0, prior=prior), expected, atol=1e-9)
+
+
+def test_pool_sizes_are_the_full_rankings_candidates(small_data):
+    """A scorer that puts every held-out item last: its full rank is its pool size - 1."""
+    held = torch.full((small_data.n_users,), -1, dtype=torch.long)
+    for eval_set, exclude in ((small_data.test, small_data.validation), (small_data.test, None)):
+        held[torch.from_numpy(eval_set.users)] = torch.from_numpy(eval_set.items)
+
+        def last(users, items):
+            return -(items == held[users][:, None]).double()
+
+        ranks = full_ranks(last, small_data, eval_set, exclude=exclude).numpy()
+        np.testing.assert_array_equal(pool_sizes(small_data, eval_set, exclude), ranks + 1)
+
+
+def test_corrected_metrics_apply_each_users_own_table():
+    """Against a per-user loop over :func:`correction`, with users of three pool sizes."""
+    rng = np.random.default_rng(2)
+    pools = rng.choice([300, 450, 1000], size=50)
+    ranks = rng.integers(0, 20, size=50)
+    got = corrected_metrics(ranks, pools, 19, k=5, gamma=0.2)
+    hr = [correction(hr_at(5, n), 19, gamma=0.2)[r] for n, r in zip(pools, ranks)]
+    gains = [correction(ndcg_at(5, n), 19, gamma=0.2)[r] for n, r in zip(pools, ranks)]
+    assert got["hr"] == pytest.approx(np.mean(hr), abs=1e-9)
+    assert got["ndcg"] == pytest.approx(np.mean(gains), abs=1e-9)
+
+
+def test_corrected_metrics_are_closer_with_users_of_different_pool_sizes():
+    rng = np.random.default_rng(3)
+    pools = rng.integers(400, 1600, size=4000)
+    true = np.minimum(rng.geometric(0.03, pools.size) - 1, pools - 1)
+    full = {"hr": (true < 10).mean(), "ndcg": ndcg_at(10, 2000)[true].mean()}
+    naive, corrected = [], []
+    for _ in range(10):
+        sampled = rng.hypergeometric(true, pools - 1 - true, M)
+        naive.append({"hr": (sampled < 10).mean(), "ndcg": ndcg_at(10, M + 1)[sampled].mean()})
+        corrected.append(corrected_metrics(sampled, pools, M))
+    for metric in ("hr", "ndcg"):
+        naive_error = abs(np.mean([n[metric] for n in naive]) - full[metric])
+        corrected_error = abs(np.mean([c[metric] for c in corrected]) - full[metric])
+        assert corrected_error < 0.2 * naive_error

@@ -8,6 +8,7 @@ import torch
 
 from ncf_lib import baselines
 from ncf_lib.grid import (
+    CLOSED_FORM,
     MODEL_NAMES,
     RunSpec,
     _refit,
@@ -19,7 +20,7 @@ from ncf_lib.grid import (
 from ncf_lib.metrics import evaluate
 from ncf_lib.models import GMF, MLP, ModelConfig
 from ncf_lib.pretraining import ALPHA_GRID, choose_alpha
-from ncf_lib.report import markdown_summary, summary
+from ncf_lib.report import markdown_summary, order_disagreements, summary
 from ncf_lib.runner import run_grid
 from ncf_lib.train import train_model
 
@@ -47,12 +48,14 @@ COLUMNS = {
     "peek_ndcg@10",
     "hr@10_se",
     "ndcg@10_se",
+    "corrected_hr@10",
+    "corrected_ndcg@10",
     *[f"hr@{k}" for k in range(1, 11)],
 }
 
 
 def test_paper_tower_follows_the_factors():
-    assert RunSpec("mlp", factors=8).model_config().layers == (64, 32, 16, 8)  # the seed's
+    assert RunSpec("mlp", factors=8).model_config().layers == (64, 32, 16, 8)  # the original's
     assert RunSpec("mlp", factors=32).model_config().layers == (256, 128, 64, 32)
     assert RunSpec("mlp", factors=8, depth=1).model_config().layers == (16, 8)
     assert RunSpec("mlp", factors=8, depth=0).model_config().layers == (8,)
@@ -61,7 +64,7 @@ def test_paper_tower_follows_the_factors():
 def test_paper_grid_has_every_study():
     specs = paper_grid(seeds=(0, 1, 2))
     studies = pd.Series([s.study for s in specs]).value_counts().to_dict()
-    assert studies == {"main": 21, "factors": 24, "negatives": 6, "depth": 5}
+    assert studies == {"main": 30, "factors": 24, "negatives": 6, "depth": 5}
     assert all(s.refit == (s.study == "main") for s in specs)
     assert len({s.key for s in specs}) == len(specs)
 
@@ -69,6 +72,8 @@ def test_paper_grid_has_every_study():
 @pytest.fixture
 def tiny_grid(monkeypatch):
     monkeypatch.setattr(baselines, "MF_L2_GRID", (0.0, 1e-3))
+    ials_grid = {"factors": (4,), "l2": (1.0,), "alpha": (2.0, 5.0)}
+    monkeypatch.setattr(baselines, "IALS_GRID", ials_grid)
     return [RunSpec(m, factors=8, seed=0, epochs=2, refit=True) for m in MODEL_NAMES]
 
 
@@ -131,18 +136,24 @@ def test_run_grid_writes_rows_and_resumes(splits, tmp_path, tiny_grid):
     small_data, full = splits
     csv, hist = tmp_path / "results.csv", tmp_path / "history.csv"
     seen = []
+    first_models = ("itempop", "itemknn", "mf")
     first = run_grid(
-        tiny_grid[:3], small_data, csv, full=full, history_path=hist, on_row=seen.append
+        [spec for spec in tiny_grid if spec.model in first_models],
+        small_data,
+        csv,
+        full=full,
+        history_path=hist,
+        on_row=seen.append,
     )
     assert len(first) == 3 and len(seen) == 3
     assert set(pd.read_csv(csv).columns) == COLUMNS
-    assert pd.read_csv(hist)["key"].nunique() == 1  # itempop and itemknn have no history
+    assert pd.read_csv(hist)["key"].nunique() == 1  # only MF trains epochs
     seen.clear()
     everything = run_grid(
         tiny_grid, small_data, csv, full=full, history_path=hist, on_row=seen.append
     )
-    assert [row["model"] for row in seen] == ["gmf", "mlp", "neumf", "neumf-pre"]  # new ones
-    assert len(everything) == len(pd.read_csv(csv)) == 7
+    assert [row["model"] for row in seen] == [m for m in MODEL_NAMES if m not in first_models]
+    assert len(everything) == len(pd.read_csv(csv)) == len(MODEL_NAMES)
     pre = everything.set_index("model").loc["neumf-pre"]
     assert pre["params"].startswith("alpha=") and "sgd" in pre["params"]
     assert float(pre["params"].split()[0][6:]) in ALPHA_GRID
@@ -150,7 +161,7 @@ def test_run_grid_writes_rows_and_resumes(splits, tmp_path, tiny_grid):
     assert mf["params"] in ("l2=0", "l2=0.001")
     trained = everything[everything["model"].isin(["mf", "gmf", "mlp", "neumf", "neumf-pre"])]
     assert (trained["peek_hr@10"] >= trained["hr@10"] - 1e-12).all()  # peeking never loses
-    assert everything.set_index("model").loc[["itempop", "itemknn"], "peek_hr@10"].isna().all()
+    assert everything.set_index("model").loc[list(CLOSED_FORM), "peek_hr@10"].isna().all()
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".part"] == []
 
 
@@ -286,3 +297,23 @@ def test_parallel_grid_matches_the_sequential_one(splits, tmp_path):
     assert seen == []  # resumed: nothing left to do
     with pytest.raises(ValueError, match="jobs"):
         run_grid(specs, data, tmp_path / "two.csv", jobs=0)
+
+
+def test_order_disagreements_count_pairs_ordered_otherwise_than_the_full_ranking():
+    rows = pd.DataFrame(
+        {
+            "model": ["a", "b", "c", "a"],
+            "full_hr@10": [0.30, 0.20, 0.10, 0.30],
+            "hr@10": [0.50, 0.60, 0.70, 0.50],  # c > b > a: every pair reversed
+            "corrected_hr@10": [0.31, 0.12, 0.14, 0.29],  # a > c > b: b and c swapped
+        }
+    )
+    assert order_disagreements(rows) == {"sampled": 3, "corrected": 1, "pairs": 3}
+
+
+def test_rows_hold_corrected_estimates_nearer_the_full_ranking(small_data):
+    row, _ = run_one(RunSpec("itempop"), small_data)
+    assert abs(row["corrected_hr@10"] - row["full_hr@10"]) < abs(row["hr@10"] - row["full_hr@10"])
+    assert abs(row["corrected_ndcg@10"] - row["full_ndcg@10"]) < abs(
+        row["ndcg@10"] - row["full_ndcg@10"]
+    )

@@ -1,4 +1,4 @@
-"""EASE and PureSVD against second implementations on tiny data, and their tuning."""
+"""EASE, PureSVD and iALS against second implementations on tiny data, and their tuning."""
 
 from __future__ import annotations
 
@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from ncf_lib.baselines import PureSVD, ease, tune_ease, tune_puresvd
+from ncf_lib.baselines import (
+    IALSConfig,
+    PureSVD,
+    ease,
+    ials,
+    tune_ease,
+    tune_ials,
+    tune_puresvd,
+)
 from ncf_lib.dataset import build_dataset
+from ncf_lib.errors import ConfigError
 from ncf_lib.metrics import evaluate
 from ncf_lib.ratings import load_ratings
 
@@ -50,3 +59,51 @@ def test_tuned_baselines_pick_from_their_grids_and_beat_random(tiny):
     assert l2 in (1.0, 30.0, 1000.0) and rank in (2, 5)  # 500 is above the 60 users: dropped
     for scorer in (ease(tiny, l2), PureSVD.fit(tiny).rank(rank)):
         assert evaluate(scorer, tiny.test, 5)["hr"] > 5 / 21  # random: k / candidates
+
+
+def _dense_ials(x: np.ndarray, config: IALSConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least squares by its definition: each row of P solves
+    ``min sum_i w_ui (x_ui - p_u . q_i)^2 + l2 ||p_u||^2`` with ``w = alpha`` on positives
+    and 1 elsewhere, then each row of Q; starting where ``implicit`` starts."""
+    rng = np.random.default_rng(config.seed)
+    p = rng.random((x.shape[0], config.factors)) * 0.01
+    q = rng.random((x.shape[1], config.factors)) * 0.01
+    w = np.where(x > 0, config.alpha, 1.0)
+    eye = config.l2 * np.eye(config.factors)
+    for _ in range(config.iterations):
+        p = np.stack([np.linalg.solve(q.T @ (w[u, :, None] * q) + eye, q.T @ (w[u] * x[u]))
+                      for u in range(x.shape[0])])  # fmt: skip
+        q = np.stack([np.linalg.solve(p.T @ (w[:, i, None] * p) + eye, p.T @ (w[:, i] * x[:, i]))
+                      for i in range(x.shape[1])])  # fmt: skip
+    return p, q
+
+
+def test_ials_equals_alternating_weighted_least_squares(tiny):
+    config = IALSConfig(factors=6, l2=2.0, alpha=4.0, iterations=3, seed=5)
+    scorer = ials(tiny, config)
+    p, q = _dense_ials(_matrix(tiny), config)
+    np.testing.assert_allclose(scorer.users.numpy(), p, atol=1e-8)
+    np.testing.assert_allclose(scorer.items.numpy(), q, atol=1e-8)
+    users = torch.arange(tiny.n_users)
+    items = torch.arange(tiny.n_items).expand(tiny.n_users, -1)
+    np.testing.assert_allclose(scorer(users, items).numpy(), p @ q.T, atol=1e-8)
+
+
+def test_ials_is_reproducible_and_tuned_on_validation(tiny):
+    grid = {"factors": (4, 8), "l2": (1.0,), "alpha": (2.0, 10.0)}
+    best = tune_ials(tiny, grid=grid, seed=1)
+    assert (best.factors, best.l2, best.alpha) in {(f, 1.0, a) for f in (4, 8) for a in (2.0, 10.0)}
+    hr = {
+        (f, a): evaluate(ials(tiny, IALSConfig(f, 1.0, a, seed=1)), tiny.validation)["hr"]
+        for f in (4, 8)
+        for a in (2.0, 10.0)
+    }
+    assert hr[best.factors, best.alpha] == max(hr.values())  # chosen on validation
+    again = ials(tiny, best)
+    assert torch.equal(again.users, ials(tiny, best).users)  # the seed fixes the fit
+    assert evaluate(again, tiny.test, 5)["hr"] > 5 / 21
+
+
+def test_ials_rejects_meaningless_settings(tiny):
+    with pytest.raises(ConfigError, match="alpha > 0"):
+        ials(tiny, IALSConfig(alpha=0.0))
