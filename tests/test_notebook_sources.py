@@ -32,6 +32,14 @@ BUILDS = {
     "04_gmf": {"embedding", "prediction_layer", "Recommender", "GMF", "train_epoch"},
     "05_mlp": {"mlp_tower", "MLP"},
     "06_neumf": {"NeuMF"},
+    "08_beyond_the_paper": {
+        "_history",
+        "ItemMatrixScorer",
+        "ease",
+        "_log_choose",
+        "sampled_rank_distribution",
+        "correction",
+    },
 }
 
 
