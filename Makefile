@@ -12,7 +12,7 @@ EPOCHS  ?= 10
 JOBS    ?= $(shell python3 -c "import os; print(os.cpu_count() or 1)")
 ARGS    ?=
 
-.PHONY: install lint test train info reproduce tensorboard lab notebooks bench paper-table clean
+.PHONY: install lint test train info reproduce tensorboard lab notebooks bench paper-table gpu-check scale clean
 
 install: $(STAMP)
 
@@ -59,6 +59,15 @@ bench: $(STAMP)
 # GMF, MLP, NeuMF and NeuMF with pre-training, 20 epochs each, timed (two processes on 2 cores).
 paper-table: $(STAMP)
 	$(BIN)/python benchmarks/paper_table.py $(ARGS)
+
+# The CUDA code paths and one timed epoch, with the Python that has PyTorch and CUDA (no
+# virtual environment, no pip): make gpu-check PYTHON=/path/to/python
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py $(ARGS)
+
+# Every stage on MovieLens-20M-shaped data, timed, with peak memory (ARGS="--shape ml-25m").
+scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs checkpoints .pytest_cache build *.egg-info

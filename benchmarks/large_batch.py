@@ -5,7 +5,9 @@
     python benchmarks/large_batch.py --models neumf --settings 256:0.001 256:0.001:plain
 
 A setting ``BATCH:LR:plain`` trains with the plain ``torch.optim.Adam`` (no fused or foreach
-kernel), the reference that shows the default fast path gives the same numbers.
+kernel), the reference that shows the default fast path gives the same numbers;
+``BATCH:LR:sparse`` with ``--optimizer sparse-adam`` (only the embedding rows a batch uses
+are updated, :mod:`ncf_lib.optimizers`).
 
 Trains each model with the original tutorial's settings (32 factors, tower [64, 32, 16, 8],
 4 negatives) for a fixed number of epochs, once per seed and per ``BATCH:LR`` setting, and
@@ -57,7 +59,10 @@ def main() -> None:
     rows = []
     for model in args.models:
         for setting in args.settings:
-            batch, lr, *plain = setting.split(":")
+            batch, lr, *kind = setting.split(":")
+            adam = kind[0] if kind else "fused"
+            if adam not in ("fused", "plain", "sparse"):
+                parser.error(f"--settings {setting}: expected BATCH:LR[:plain|:sparse]")
             for seed in args.seeds:
                 config = TrainConfig(
                     epochs=args.epochs,
@@ -66,16 +71,17 @@ def main() -> None:
                     seed=seed,
                     progress=False,
                     hand_gradients=True,
+                    optimizer="sparse-adam" if adam == "sparse" else "adam",
                 )
                 swap = mock.patch.object(train, "make_optimizer", _plain_adam)
-                with swap if plain else contextlib.nullcontext():
+                with swap if adam == "plain" else contextlib.nullcontext():
                     result = train_model(model, data, config)
                 rows.append(
                     {
                         "model": model,
                         "batch": int(batch),
                         "lr": float(lr),
-                        "adam": "plain" if plain else "fused",
+                        "adam": adam,
                         "seed": seed,
                         "epoch": result.best_epoch,
                         "hr": result.best["test_hr"],

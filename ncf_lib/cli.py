@@ -15,13 +15,14 @@ import signal
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext, redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ncf_lib import distributed
 from ncf_lib.baselines import PopularityScorer, RandomScorer
 from ncf_lib.checkpoints import check_same_data, load_checkpoint
 from ncf_lib.dataset import NCFData, build_dataset
@@ -37,6 +38,7 @@ from ncf_lib.metrics import (
     score_candidates,
 )
 from ncf_lib.models import MODELS, ModelConfig, build_model, model_name
+from ncf_lib.optimizers import OPTIMIZERS
 from ncf_lib.pretraining import FINETUNE, pretrain_neumf
 from ncf_lib.ratings import dataset_label, load_ratings
 from ncf_lib.recommend import recommend, recommendation_table
@@ -142,9 +144,12 @@ class _Run:
         args = self.args
         tag = f"{_slug(self.data.name)}-{name}"
         checkpoint = Path(args.out) / f"{tag}.pt"
-        self.lock(checkpoint)
+        ranks = distributed.from_environment()
+        main = ranks is None or ranks.main  # under torchrun, rank 0 writes and logs
+        if main:
+            self.lock(checkpoint)
         log_dir = None
-        if not args.no_log:  # a folder of its own, even for two runs in the same second
+        if not args.no_log and main:  # a folder of its own, even for two runs in a second
             stamp = time.strftime("%Y%m%d-%H%M%S")
             log_dir = tempfile.mkdtemp(prefix=f"{tag}-{stamp}-", dir=args.log_dir)
             os.chmod(log_dir, 0o777 & ~current_umask())
@@ -626,7 +631,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--batch-size", type=int, default=d.batch_size)
     train.add_argument("--lr", type=float, default=d.lr, help="learning rate")
-    train.add_argument("--optimizer", choices=["adam", "sgd"], default=d.optimizer)
+    train.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=d.optimizer,
+        help="adam (the paper's), sgd, or sparse-adam: only the embedding rows a batch "
+        "uses are updated (much faster per step on large catalogues; another optimiser)",
+    )
     train.add_argument(
         "--l2",
         type=float,
@@ -802,8 +813,12 @@ def _terminate(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)  # end like Ctrl-C: say what was kept
+    ranks = distributed.from_environment()  # under torchrun, only rank 0 prints
+    quiet = ranks is not None and not ranks.main
     try:
-        return args.run(args) or 0
+        with open(os.devnull, "w") if quiet else nullcontext(sys.stdout) as out:
+            with redirect_stdout(out):
+                return args.run(args) or 0
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

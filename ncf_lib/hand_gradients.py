@@ -77,8 +77,15 @@ def _grad(param: torch.Tensor) -> torch.Tensor:
 
 def _table_grad_(table: nn.Embedding, ids: torch.Tensor, rows: torch.Tensor) -> None:
     """``(batch, dim)`` row gradients summed into the zeroed table gradient (``index_add_``,
-    the order autograd sums in)."""
-    _grad(table.weight).zero_().index_add_(0, ids, rows)
+    the order autograd sums in); for a table with ``sparse=True``, the sparse gradient
+    autograd gives it: the ``(batch,)`` indices with their rows (contiguous, as autograd's:
+    adding the L2 penalty to them then sums in the same order), not summed."""
+    if table.sparse:
+        table.weight.grad = torch.sparse_coo_tensor(
+            ids[None], rows.contiguous(), table.weight.shape, check_invariants=False
+        )
+    else:
+        _grad(table.weight).zero_().index_add_(0, ids, rows)
 
 
 def _linear_grad_(layer: nn.Linear, d_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ncf_lib.download import DATASETS, fetch
 from ncf_lib.errors import DataError, MissingFileError
+from ncf_lib.files import atomic_write
 
 #: Column names and dtypes of a ratings table with integer ids (names are kept as ``object``).
 RATING_DTYPES = {"user_id": "int64", "item_id": "int64", "rating": "float32", "timestamp": "int64"}
@@ -176,6 +177,42 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
     return frame.astype({"rating": "float32", "timestamp": "int64"})
 
 
+#: Bumped when :func:`read_ratings` changes what it returns, so older caches are re-parsed.
+PARSE_VERSION = 1
+
+
+def read_ratings_cached(path: str | Path) -> pd.DataFrame:
+    """:func:`read_ratings`, parsed once: the columns are kept in ``.NAME.parsed.npz``
+    beside the file and read from there while the file keeps its size and modification
+    time. A changed file, a cache of another parser version or a damaged cache is parsed
+    again; a folder that cannot be written to gets no cache."""
+    path = Path(path)
+    cache = path.with_name(f".{path.name}.parsed.npz")
+    stat = path.stat()
+    key = np.array([PARSE_VERSION, stat.st_size, stat.st_mtime_ns], dtype=np.int64)
+    try:
+        with np.load(cache, allow_pickle=False) as saved:
+            if np.array_equal(saved["key"], key):
+                columns = {name: saved[name] for name in RATING_DTYPES}
+                for name in ("user_id", "item_id"):
+                    if columns[name].dtype.kind == "U":  # names, stored as fixed-width text
+                        columns[name] = columns[name].astype(object)
+                return pd.DataFrame(columns)
+    except (OSError, ValueError, KeyError, EOFError):
+        pass  # no cache yet, or a damaged one: parse the file
+    frame = read_ratings(path)
+    numeric = {name: pd.api.types.is_numeric_dtype(frame[name]) for name in RATING_DTYPES}
+    columns = {  # names as fixed-width text: loading them needs no pickle
+        name: frame[name].to_numpy(dtype=None if numeric[name] else str) for name in RATING_DTYPES
+    }
+    try:
+        with atomic_write(cache) as tmp, open(tmp, "wb") as f:
+            np.savez(f, key=key, **columns)
+    except OSError:
+        pass  # a read-only folder: parse every time
+    return frame
+
+
 def read_movies(folder: str | Path) -> pd.DataFrame | None:
     """Titles and genres from ``movies.dat``, ``u.item`` or ``movies.csv`` in ``folder``.
 
@@ -249,7 +286,8 @@ def load_ratings(
 
     Args:
         dataset: ``ml-1m``, ``ml-100k``, ``ml-20m``, ``ml-25m``, ``ml-latest-small``
-            (downloaded once into ``data_dir``), ``synthetic`` (MovieLens-1M-shaped) or
+            (downloaded once into ``data_dir`` and parsed once, see
+            :func:`read_ratings_cached`), ``synthetic`` (MovieLens-1M-shaped) or
             ``synthetic:USERSxITEMSxINTERACTIONS``, or a path to a ratings file or an
             extracted MovieLens folder.
         data_dir: download cache; default :func:`ncf_lib.download.default_data_dir`.
@@ -274,7 +312,8 @@ def load_ratings(
             "synthetic:USERSxITEMSxINTERACTIONS) nor an existing file or folder"
         )
     ratings_file = find_ratings_file(folder if folder is not None else text)
-    return Ratings(read_ratings(ratings_file), read_movies(ratings_file.parent), text)
+    read = read_ratings_cached if folder is not None else read_ratings  # downloads: cached
+    return Ratings(read(ratings_file), read_movies(ratings_file.parent), text)
 
 
 def dataset_label(dataset: str | Path) -> str:

@@ -67,7 +67,7 @@ def synthetic_ratings(
         stop = min(start + chunk, n_users)
         aff = taste * (p[start:stop] @ q.T)
         gumbel = -np.log(-np.log(rng.random(aff.shape, dtype=np.float32) + 1e-12) + 1e-12)
-        order = np.argsort(-(log_pop + aff + gumbel), axis=1)
+        order = _top_in_order(-(log_pop + aff + gumbel), counts[start:stop].max())
         rows = np.repeat(np.arange(stop - start), counts[start:stop])
         cols = order[rows, _ranks_within(counts[start:stop])]
         users.append(rows + start)
@@ -95,6 +95,16 @@ def synthetic_ratings(
             "timestamp": start_time[user] + clock,
         }
     ).astype(RATING_DTYPES)
+
+
+def _top_in_order(keys: np.ndarray, k: int) -> np.ndarray:
+    """``(rows, k)`` column indices of each row's ``k`` smallest ``keys``, smallest first:
+    ``np.argsort(keys, axis=1)[:, :k]`` (the same columns unless two keys tie), in time
+    linear in the row length (a partition, then a sort of ``k`` entries)."""
+    if k >= keys.shape[1]:
+        return np.argsort(keys, axis=1)
+    part = np.argpartition(keys, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(part, np.argsort(np.take_along_axis(keys, part, 1), axis=1), 1)
 
 
 def _ranks_within(counts: np.ndarray) -> np.ndarray:

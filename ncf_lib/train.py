@@ -24,11 +24,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ncf_lib import distributed, optimizers
 from ncf_lib.checkpoints import Checkpoint, save_checkpoint
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError, TrainingDivergedError
 from ncf_lib.metrics import check_top_k, evaluate
 from ncf_lib.models import ModelConfig, Recommender, build_model, config_dict
+from ncf_lib.optimizers import OPTIMIZERS
 from ncf_lib.sampling import TorchSampler, batches, epoch_arrays
 
 
@@ -40,8 +42,10 @@ class TrainConfig:
         epochs: passes over the training positives (each with fresh negatives).
         batch_size: rows (positives and negatives) per optimiser step.
         lr: learning rate.
-        optimizer: ``adam`` (default) or ``sgd`` (the paper fine-tunes pre-trained NeuMF
-            with plain SGD).
+        optimizer: ``adam`` (default), ``sgd`` (the paper fine-tunes pre-trained NeuMF
+            with plain SGD) or ``sparse-adam`` (only the embedding rows a batch uses are
+            updated: much faster per step on large catalogues, a different optimiser; see
+            :mod:`ncf_lib.optimizers`).
         l2: weight of an L2 penalty on the embedding rows of each batch, divided by the
             batch size (default 0; the tuned MF baseline uses it). Added to the gradients;
             the logged loss is the data loss.
@@ -94,7 +98,7 @@ class TrainConfig:
             "num_ng": (self.num_ng >= 0, "an integer of at least 0"),
             "top_k": (self.top_k >= 1, "an integer of at least 1"),
             "seed": (self.seed >= 0, "an integer of at least 0"),
-            "optimizer": (self.optimizer in ("adam", "sgd"), "adam or sgd"),
+            "optimizer": (self.optimizer in OPTIMIZERS, "adam, sgd or sparse-adam"),
             "select_on": (
                 self.select_on in ("validation", "test", "last"),
                 "validation, test or last",
@@ -150,11 +154,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or SGD with ``fused=True``: the same update as the default implementation, in
-    one pass over all parameters (NeuMF on MovieLens-1M: about 2x faster per step on CPU)."""
-    optimizer = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[config.optimizer]
-    return optimizer(model.parameters(), lr=config.lr, fused=True)
+def make_optimizer(model: nn.Module, config: TrainConfig):
+    """The optimiser ``config.optimizer`` names, at ``config.lr`` (see
+    :func:`ncf_lib.optimizers.make_optimizer`)."""
+    return optimizers.make_optimizer(model, config.optimizer, config.lr)
 
 
 def add_l2_grad_(model: nn.Module, users: torch.Tensor, items: torch.Tensor, weight: float) -> None:
@@ -168,7 +171,14 @@ def add_l2_grad_(model: nn.Module, users: torch.Tensor, items: torch.Tensor, wei
         for name, module in model.named_modules():
             if isinstance(module, nn.Embedding):
                 ids = users if "user" in name else items
-                module.weight.grad.index_add_(0, ids, module.weight[ids], alpha=2 * weight)
+                table = module.weight
+                if table.grad.is_sparse:  # sparse-adam: more (index, row) pairs
+                    penalty = torch.sparse_coo_tensor(
+                        ids[None], 2 * weight * table[ids], table.shape, check_invariants=False
+                    )
+                    table.grad = table.grad + penalty
+                else:
+                    table.grad.index_add_(0, ids, table[ids], alpha=2 * weight)
 
 
 def train_epoch(
@@ -224,25 +234,37 @@ def fit(
         raise ConfigError("select_on='validation' needs data built with validation=True")
     check_top_k(config.top_k, data.test.candidates.shape[1], "candidates per user")
     device = resolve_device(config.device)
+    ranks = distributed.from_environment()  # set by torchrun
+    if ranks is not None:
+        distributed.check_supported(config)
+        device = distributed.start(ranks, device)
     model.to(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     on_device = config.sampler == "torch" or (config.sampler == "auto" and device.type == "cuda")
     sampler = TorchSampler(data, config.num_ng, config.seed, device) if on_device else None
     optimizer = make_optimizer(model, config)
-    by_hand = config.hand_gradients and hand_gradients.supports(model)
+    by_hand = config.hand_gradients and ranks is None and hand_gradients.supports(model)
     run_epoch = hand_gradients.train_epoch if by_hand else train_epoch
+    trained = model  # what the loop calls: the model, or DDP around it (same parameters)
+    if ranks is not None:
+        ids = [device.index] if device.type == "cuda" else None
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    main = ranks is None or ranks.main  # prints, logs and writes the checkpoint
     state = _State(first=0 if config.evaluate_start else 1)
     if resume is not None:
         state = _restore(resume, model, optimizer, rng, sampler)
-    writer = _writer(config.log_dir)
+    writer = _writer(config.log_dir if main else None)
     started = time.perf_counter()
     for epoch in range(state.first, config.epochs + 1 if not state.stopped else 0):
         clock = time.perf_counter()
         loss = float("nan")
         if epoch > 0:  # epoch 0: the model as given, evaluated only
             tensors = sampler.epoch() if sampler else epoch_arrays(data, config.num_ng, rng)
-            loss = run_epoch(model, optimizer, _progress(tensors, config, epoch), l2=config.l2)
+            parts = _progress(tensors, config, epoch, ranks)
+            loss = run_epoch(trained, optimizer, parts, l2=config.l2)
+            if ranks is not None:
+                loss = distributed.mean_over_ranks(loss, device)
             if not np.isfinite(loss):
                 raise TrainingDivergedError(_diverged(epoch, loss, config))
         row = {"epoch": epoch, "loss": loss, "train_seconds": time.perf_counter() - clock}
@@ -250,7 +272,10 @@ def fit(
         model.eval()
         for split, eval_set in (("val", data.validation), ("test", data.test)):
             if eval_set is not None:
-                metrics = evaluate(model.score, eval_set, config.top_k, device=device)
+                if ranks is None:
+                    metrics = evaluate(model.score, eval_set, config.top_k, device=device)
+                else:
+                    metrics = distributed.evaluate(model.score, eval_set, config.top_k, device)
                 row[f"{split}_hr"], row[f"{split}_ndcg"] = metrics["hr"], metrics["ndcg"]
         row["eval_seconds"] = time.perf_counter() - clock
         state.rows.append(row)
@@ -262,7 +287,7 @@ def fit(
         else:
             state.stale += 1
             state.stopped = config.patience is not None and state.stale >= config.patience
-        if config.checkpoint is not None:
+        if config.checkpoint is not None and main:
             _save(config, model, optimizer, rng, sampler, data, state, epoch)
         if on_epoch is not None:
             on_epoch(row)
@@ -371,15 +396,20 @@ def train_model(
     return fit(model, data, config, **kwargs)
 
 
-def _progress(tensors, config: TrainConfig, epoch: int):
-    """The epoch's batches, behind a progress bar when ``config.progress``."""
+def _progress(tensors, config: TrainConfig, epoch: int, ranks: distributed.Ranks | None = None):
+    """The epoch's batches (this rank's shares of them, with ``ranks``), behind a progress
+    bar when ``config.progress`` (on rank 0 only)."""
     total = -(-tensors[0].shape[0] // config.batch_size)
+    if ranks is None:
+        parts = batches(*tensors, batch_size=config.batch_size)
+    else:
+        parts = distributed.shard(tensors, config.batch_size, ranks)
     return tqdm(
-        batches(*tensors, batch_size=config.batch_size),
+        parts,
         total=total,
         desc=f"epoch {epoch}/{config.epochs}",
         leave=False,
-        disable=not config.progress,
+        disable=not config.progress or (ranks is not None and not ranks.main),
         mininterval=0.5,
     )
 

@@ -80,11 +80,12 @@ def test_large_batch_compares_settings_over_seeds(tmp_path):
         "256:0.001",
         "1024:0.004",
         "256:0.001:plain",
+        "256:0.001:sparse",
         "--out",
         str(tmp_path),
     )
     assert "| gmf | 256 | 0.001 | fused |" in out and "| gmf | 1024 | 0.004 | fused |" in out
-    assert "| gmf | 256 | 0.001 | plain |" in out
+    assert "| gmf | 256 | 0.001 | plain |" in out and "| gmf | 256 | 0.001 | sparse |" in out
     assert (tmp_path / "large-batch-synthetic-150x200x4000.md").is_file()
 
 
@@ -214,3 +215,27 @@ def test_fold_in_study_writes_its_table(tmp_path):
     assert "gmf, 20 held-out users" in out and "folded in" in out
     table = (tmp_path / "fold-in-synthetic_200x300x6000.md").read_text()
     assert "| gmf | trained normally |" in table and "| gmf | folded in |" in table
+
+
+def test_scale_times_every_stage(tmp_path):
+    settings = ["--settings", "256:0.001:adam", "64:0.001:sparse-adam"]
+    out = _run("scale.py", "--shape", "300x400x12000", "--steps", "20", "--full-users", "50",
+               *settings, "--out", str(tmp_path))  # fmt: skip
+    table = (tmp_path / "scale-300x400x12000.md").read_text()
+    for stage in ("generate", "parse, second run (from the cache)", "one epoch of negatives",
+                  "batch 64, sparse-adam", "full-ranking evaluation, 50 users"):  # fmt: skip
+        assert stage in table, stage
+    assert "min per epoch" in out
+
+
+def test_ddp_steps_times_one_process(tmp_path):
+    out = _run("ddp_steps.py", "--dataset", TINY, "--steps", "20")
+    assert "autograd, 1 process(es)" in out and "hand, 1 process(es)" in out
+    assert "MiB per step" in out
+
+
+def test_gpu_check_runs_its_checks_on_the_cpu():
+    out = _run("gpu_check.py", "--device", "cpu", "--quick")
+    assert "FAILED" not in out
+    for check in ("device sampler", "train neumf", "evaluate gmf on cpu = on cpu", "torchrun"):
+        assert f"ok     {check}" in out, out

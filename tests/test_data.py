@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
+from ncf_lib import ratings as ratings_module
+from ncf_lib import synthetic
 from ncf_lib.dataset import NCFData, build_dataset, leave_one_out, reindex
 from ncf_lib.ratings import (
     RATING_DTYPES,
@@ -130,6 +132,15 @@ def test_synthetic_shape_and_determinism():
     assert popularity[:40].sum() > 3 * popularity[-40:].sum()  # long tail
     activity = a.groupby("user_id").size()
     assert activity.max() > 4 * activity.min()
+
+
+@pytest.mark.parametrize("shape", [(300, 400, 9_000), (50, 9, 200), (2_000, 1_200, 60_000)])
+def test_synthetic_partial_sort_gives_the_full_sorts_data(shape, monkeypatch):
+    """Each user's items are its top-scored ones in score order; a partition then a sort
+    of the top picks what sorting every user's whole catalogue picked."""
+    fast = synthetic_ratings(*shape, seed=5)
+    monkeypatch.setattr(synthetic, "_top_in_order", lambda keys, k: np.argsort(keys, axis=1))
+    pd.testing.assert_frame_equal(fast, synthetic_ratings(*shape, seed=5))
 
 
 def test_synthetic_by_name():
@@ -306,3 +317,41 @@ def test_dataset_label_names_the_dataset_not_the_folder(tmp_path):
     assert dataset_label("synthetic:10x20x30") == "synthetic:10x20x30"
     assert dataset_label(tmp_path / "data" / "ml-100k") == "ml-100k"
     assert dataset_label("../shared/data/ml-100k/") == "ml-100k"
+
+
+@pytest.mark.parametrize("ids", ["numbers", "names"])
+def test_ratings_are_parsed_once_until_the_file_changes(tmp_path, monkeypatch, ids):
+    path = tmp_path / "ratings.csv"
+    name = (lambda i: f"U{i}x") if ids == "names" else str
+    lines = [f"{name(u)},{10 + u % 7},{1 + u % 5},{978300000 + u}" for u in range(50)]
+    path.write_text("userId,movieId,rating,timestamp\n" + "\n".join(lines) + "\n")
+    first = ratings_module.read_ratings_cached(path)
+    pd.testing.assert_frame_equal(first, read_ratings(path))
+    assert (tmp_path / ".ratings.csv.parsed.npz").is_file()
+
+    def parse(path):
+        raise AssertionError("parsed again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ratings_module, "read_ratings", parse)
+        pd.testing.assert_frame_equal(ratings_module.read_ratings_cached(path), first)
+    path.write_text(path.read_text().replace(",978300049\n", ",978300049\n" + lines[0] + "9\n"))
+    changed = ratings_module.read_ratings_cached(path)
+    assert len(changed) == 51  # the changed file, not the cache
+
+
+def test_a_damaged_or_unwritable_cache_is_parsed_again(tmp_path, monkeypatch):
+    path = tmp_path / "u.data"
+    path.write_text("".join(f"{u}\t{u % 9 + 1}\t3\t{900 + u}\n" for u in range(1, 40)))
+    expected = read_ratings(path)
+    ratings_module.read_ratings_cached(path)
+    (tmp_path / ".u.data.parsed.npz").write_bytes(b"not a zip")
+    pd.testing.assert_frame_equal(ratings_module.read_ratings_cached(path), expected)
+    (tmp_path / ".u.data.parsed.npz").unlink()
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(ratings_module, "atomic_write", refuse)
+    pd.testing.assert_frame_equal(ratings_module.read_ratings_cached(path), expected)
+    assert not (tmp_path / ".u.data.parsed.npz").exists()
