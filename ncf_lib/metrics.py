@@ -125,6 +125,10 @@ def _check_finite(scores: torch.Tensor) -> None:
         )
 
 
+#: User-item pairs scored at once by :func:`full_ranks` (about 500 users of MovieLens-1M).
+FULL_RANKING_PAIRS = 1 << 21
+
+
 def full_ranking_metrics(
     scorer: Scorer,
     data: NCFData,
@@ -132,7 +136,7 @@ def full_ranking_metrics(
     k: int = 10,
     *,
     exclude: EvalSet | None = None,
-    chunk: int = 512,
+    chunk: int | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """HR@k, NDCG@k and Recall@k ranking the held-out item against **all** items.
@@ -155,11 +159,14 @@ def full_ranks(
     eval_set: EvalSet,
     *,
     exclude: EvalSet | None = None,
-    chunk: int = 512,
+    chunk: int | None = None,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """``(n,)`` 0-based rank of each held-out item among all items the user has not
-    interacted with (see :func:`full_ranking_metrics`; ties count against it)."""
+    interacted with (see :func:`full_ranking_metrics`; ties count against it). Users are
+    scored ``chunk`` at a time (default: :data:`FULL_RANKING_PAIRS` user-item pairs at a
+    time, so memory stays bounded on large catalogues)."""
+    chunk = chunk or max(1, FULL_RANKING_PAIRS // data.n_items)
     all_items = torch.arange(data.n_items, device=device)
     ranks = []
     for start in range(0, eval_set.users.size, chunk):
