@@ -135,12 +135,33 @@ def test_synthetic_shape_and_determinism():
     assert activity.max() > 4 * activity.min()
 
 
-@pytest.mark.parametrize("shape", [(300, 400, 9_000), (50, 9, 200), (2_000, 1_200, 60_000)])
+class _Spy:
+    """numpy, noting each call of ``argpartition``."""
+
+    def __init__(self, module, calls: list) -> None:
+        self._module, self._calls = module, calls
+
+    def __getattr__(self, name):
+        if name == "argpartition":
+            self._calls.append(name)
+        return getattr(self._module, name)
+
+
+@pytest.mark.parametrize(
+    "shape", [(300, 400, 9_000), (50, 9, 200), (500, 5_000, 20_000), (3_000, 20_000, 90_000)]
+)
 def test_synthetic_partial_sort_gives_the_full_sorts_data(shape, monkeypatch):
     """Each user's items are its top-scored ones in score order; a partition then a sort
     of the top picks what sorting every user's whole catalogue picked."""
-    fast = synthetic_ratings(*shape, seed=5)
+    partial = []
+    with monkeypatch.context() as patch:
+        top = synthetic._top_in_order
+        patch.setattr(synthetic, "np", _Spy(np, partial))
+        fast = synthetic_ratings(*shape, seed=5)
+    if shape[1] >= 5_000:
+        assert partial, "the partial sort was not used"
     monkeypatch.setattr(synthetic, "_top_in_order", lambda keys, k: np.argsort(keys, axis=1))
+    assert top is not synthetic._top_in_order
     pd.testing.assert_frame_equal(fast, synthetic_ratings(*shape, seed=5))
 
 
