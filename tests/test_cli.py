@@ -172,8 +172,11 @@ def test_unknown_model_is_rejected_by_argparse(capsys):
 
 def test_reproduce_writes_a_report_and_resumes(tmp_path, capsys, monkeypatch):
     from ncf_lib import baselines
+    from ncf_lib.grid import MODEL_NAMES
 
     monkeypatch.setattr(baselines, "MF_L2_GRID", (0.0,))
+    monkeypatch.setattr(baselines, "IALS_GRID", {"factors": (8,), "l2": (1.0,), "alpha": (5.0,)})
+    runs = len(MODEL_NAMES)
     argv = [
         "reproduce",
         "--dataset",
@@ -188,17 +191,19 @@ def test_reproduce_writes_a_report_and_resumes(tmp_path, capsys, monkeypatch):
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "7 runs to do" in out and "estimated" in out and "| neumf-pre | 32 |" in out
-    assert "| itemknn | 32 |" in out
+    assert f"{runs} runs to do" in out and "estimated" in out and "| neumf-pre | 32 |" in out
+    assert "| itemknn | 32 |" in out and "| ease | 32 |" in out and "| ials | 32 |" in out
     report = (tmp_path / "rep" / "summary.md").read_text()
     assert "## Published" in report and "![hr_at_k](hr_at_k.png)" in report
     peeking = report.split("## Had we picked the epoch on the test set")[1].split("##")[0]
     assert "| peek_hr@10 |" in peeking and "| gmf | 32 |" in peeking
     assert "| itempop |" not in peeking  # nothing to peek at without epochs
     assert "standard error over test users of one run is about 0." in report
+    assert "## Sampled, corrected and full-ranking orders" in report
     assert (tmp_path / "rep" / "curves.png").is_file()
+    assert (tmp_path / "rep" / "orderings.png").is_file()
     assert main(argv) == 0
-    assert "0 runs to do (7 already in" in capsys.readouterr().out
+    assert f"0 runs to do ({runs} already in" in capsys.readouterr().out
     assert main([*argv, "--jobs", "0"]) == 2
     assert "error: --jobs must be at least 1" in capsys.readouterr().err
 
