@@ -6,8 +6,10 @@ use still moves, driven by its momentum), so a step costs time proportional to t
 on MovieLens-20M-sized tables that is most of an epoch. :class:`SparseRowAdam` updates only
 the rows a batch uses, with PyTorch's own :class:`torch.optim.SparseAdam` on sparse
 embedding gradients, and Adam for the other layers. It is a different optimiser (Adam's
-moments of a row advance only when the row is used, as TensorFlow's ``LazyAdam``), so its
-numbers differ from dense Adam's; ``benchmarks/sparse_adam.py`` measures by how much.
+moments of a row advance only when the row is used, like ``LazyAdam`` in tensorflow/addons,
+``tensorflow_addons/optimizers/lazy_adam.py``), so its numbers differ from dense Adam's;
+``benchmarks/large_batch.py`` with ``:sparse`` settings measures by how much
+(``benchmarks/results/sparse-adam-ml-100k.md``).
 """
 
 from __future__ import annotations
