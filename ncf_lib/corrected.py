@@ -106,8 +106,8 @@ def pool_sizes(data: NCFData, eval_set: EvalSet, exclude: EvalSet | None = None)
     """``(n,)`` how many items each evaluated user's held-out item is ranked among in the
     full ranking (:func:`ncf_lib.metrics.full_ranking_metrics` with the same ``exclude``):
     all items but the user's training items and ``exclude``'s held-out item."""
-    keys = np.unique(data.train_users.astype(np.int64) * data.n_items + data.train_items)
-    trained = np.bincount(keys // data.n_items, minlength=data.n_users)[eval_set.users]
+    trained = np.bincount(data.train_keys // data.n_items, minlength=data.n_users)  # unique keys
+    trained = trained[eval_set.users]
     if exclude is not None:
         has = np.isin(eval_set.users, exclude.users)
         trained = trained + has

@@ -237,20 +237,21 @@ def run_one(
     clock = time.perf_counter()
     parts = {} if parts is None else parts
     params, result, refit_model, peek = "", None, None, {}
+    tested = full if spec.refit else data  # what the final model is fitted on and tested
     if spec.model == "itempop":
-        scorer = PopularityScorer.fit(full if spec.refit else data)
+        scorer = PopularityScorer.fit(tested)
     elif spec.model == "itemknn":
         k = tune_itemknn(data)
-        scorer, params = ItemKNNScorer.fit(full if spec.refit else data, k), f"k={k}"
+        scorer, params = ItemKNNScorer.fit(tested, k), f"k={k}"
     elif spec.model == "puresvd":
         rank = tune_puresvd(data)
-        scorer, params = PureSVD.fit(full if spec.refit else data).rank(rank), f"rank={rank}"
+        scorer, params = PureSVD.fit(tested).rank(rank), f"rank={rank}"
     elif spec.model == "ease":
         l2 = tune_ease(data)
-        scorer, params = ease(full if spec.refit else data, l2), f"l2={l2:g}"
+        scorer, params = ease(tested, l2), f"l2={l2:g}"
     elif spec.model == "ials":
         config = tune_ials(data, seed=spec.seed)
-        scorer, params = ials(full if spec.refit else data, config), str(config)
+        scorer, params = ials(tested, config), str(config)
     elif spec.model == "mf":
         best_l2, result = tune_mf(data, spec.train_config(), spec.model_config())
         params = f"l2={best_l2:g}"
@@ -277,7 +278,6 @@ def run_one(
             refit_model, peek = _refit(spec.model, spec, full, result.best_epoch)
     if result is not None:
         scorer = (refit_model if refit_model is not None else result.model).eval().score
-    tested = full if spec.refit else data
     row = {
         "key": spec.key,
         **asdict(spec),
