@@ -1,4 +1,5 @@
-# ncf-tutorial: `make train` trains NeuMF on MovieLens-1M, `make test` runs every test.
+# ncf-tutorial: `make train` trains NeuMF on MovieLens-1M, `make test` runs every test,
+# `make lab` opens the notebooks in JupyterLab, `make book` builds the rendered tutorial.
 # Variables pass through: make train MODEL=gmf EPOCHS=20 DATASET=ml-100k
 PYTHON ?= python3
 VENV   := .venv
@@ -12,16 +13,32 @@ EPOCHS  ?= 10
 JOBS    ?= $(shell python3 -c "import os; print(os.cpu_count() or 1)")
 ARGS    ?=
 
-.PHONY: install lint test train info reproduce tensorboard lab notebooks bench paper-table gpu-check scale clean
+# PyTorch's CPU wheels: what `make install` takes on Linux without an NVIDIA GPU.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
+.PHONY: install lint test train info reproduce tensorboard lab book notebooks bench paper-table gpu-check scale clean
 
 install: $(STAMP)
 
-# Created once; re-run when pyproject.toml changes. Torch already in the venv (CI pins the
-# CPU build) satisfies the package's range and is kept.
+# Created once; re-run when pyproject.toml changes. PyTorch first, sized for the machine: a
+# PyTorch already in the venv is kept (it satisfies the package's range); on Linux without
+# `nvidia-smi` the CPU build comes from PyTorch's CPU index (or, when that index cannot be
+# reached, from the default index, which on Linux has the CUDA build); elsewhere the default
+# index has the right build. Then the package with its tests, JupyterLab and the book's tools.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
+	  echo "PyTorch $$($(BIN)/python -c 'import torch; print(torch.__version__)') is installed: kept"; \
+	elif [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1; then \
+	  if $(BIN)/python -c "import urllib.request as r; r.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=20)" 2>/dev/null; then \
+	    echo "No NVIDIA GPU: PyTorch's CPU build from $(TORCH_CPU_INDEX)"; \
+	    $(BIN)/pip install -q torch --index-url $(TORCH_CPU_INDEX); \
+	  else \
+	    echo "No NVIDIA GPU, but $(TORCH_CPU_INDEX) cannot be reached: PyTorch from the default index (the CUDA build, several GB)"; \
+	  fi; \
+	fi
+	$(BIN)/pip install -q -e ".[dev,lab,book]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -47,8 +64,18 @@ info: $(STAMP)
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir runs
 
+# JupyterLab on the notebooks (ARGS: any JupyterLab option, e.g. ARGS="--port 8899").
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks || $(BIN)/jupyter notebook notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(ARGS)
+
+# The tutorial as a website in build/book/: every notebook executed now, on its defaults, or on
+# NCF_DATASET / NCF_SAMPLE=1 when set (`make book NCF_SAMPLE=1` takes a few minutes).
+# Built beside the last book, which it replaces only once complete.
+book: $(STAMP)
+	rm -rf build/book.part
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs build/book.part
+	rm -rf build/book && mv build/book.part build/book
+	@echo "The book: build/book/index.html"
 
 notebooks: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/*.md

@@ -12,7 +12,7 @@ CONDA_TO_PIP = {"pytorch": "torch", "tensorboardx": "tensorboardx"}
 
 def _pip_requirements() -> dict[str, str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
+    reqs = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
     return {
         re.split(r"[<>=!~ ]", r, maxsplit=1)[0].lower(): r[
             len(re.split(r"[<>=!~ ]", r, maxsplit=1)[0]) :
