@@ -64,12 +64,13 @@ info: $(STAMP)
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir runs
 
-# JupyterLab on the notebooks (ARGS: any JupyterLab option, e.g. ARGS="--port 8899").
+# JupyterLab on the notebooks (ARGS: any JupyterLab option, e.g. ARGS="--port 8899"); as root
+# (a container), JupyterLab asks for --allow-root.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(ARGS)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
 # The tutorial as a website in build/book/: every notebook executed now, on its defaults, or on
-# NCF_DATASET / NCF_SAMPLE=1 when set (`make book NCF_SAMPLE=1` takes a few minutes).
+# NCF_DATASET / NCF_SAMPLE=1 when set (`NCF_SAMPLE=1 make book` takes about a minute).
 # Built beside the last book, which it replaces only once complete.
 book: $(STAMP)
 	rm -rf build/book.part

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import jupyter_server_mathjax
+
 from ncf_lib.ratings import dataset_label
 from ncf_lib.tutorial import settings
 
@@ -35,8 +36,12 @@ _STIX = "STIX-Web"  # the one web font the package ships
 mathjax2_config = {
     # myst-nb marks sections "ignore" and the math in them "math": typeset only that
     "tex2jax": {"processClass": "math|output_area", "ignoreClass": "tex2jax_ignore|mathjax_ignore"},
-    "HTML-CSS": {"availableFonts": [_STIX], "preferredFont": _STIX, "webFont": _STIX,
-                 "imageFont": None},
+    "HTML-CSS": {
+        "availableFonts": [_STIX],
+        "preferredFont": _STIX,
+        "webFont": _STIX,
+        "imageFont": None,
+    },
 }
 
 root_doc = "index"

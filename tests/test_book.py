@@ -55,18 +55,29 @@ def site():
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    names = ("chromium", "chromium-browser", "google-chrome")
+    chromium = next(filter(None, map(shutil.which, names)), None)
     driver_path = shutil.which("chromedriver")
     if not chromium or not driver_path:
-        _missing("Chromium and ChromeDriver are not installed (apt-get install chromium chromium-driver)")
+        _missing(
+            "Chromium and ChromeDriver are not installed (apt-get install chromium chromium-driver)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,2000"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,2000",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_page_load_timeout(60)
@@ -128,9 +139,11 @@ def test_notebook_page_reads_as_executed(site, browser, name):
 
 def test_no_broken_internal_link(site, browser):
     """Every link from one page of the book to another (and its #anchor) resolves."""
-    pages = ["index.html"] + [f"notebooks/{n}.html" for n in NOTEBOOKS] + [
-        f"{n}.html" for n in ("cli", "results", "speed", "scaling")
-    ]
+    pages = (
+        ["index.html"]
+        + [f"notebooks/{n}.html" for n in NOTEBOOKS]
+        + [f"{n}.html" for n in ("cli", "results", "speed", "scaling")]
+    )
     html: dict[str, str] = {}
 
     def fetch(url: str) -> str:
