@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -128,8 +129,20 @@ def test_train_step_variants_agree_and_are_timed(tmp_path):
     )
     for variant in ("autograd", "by hand"):
         assert f"| {variant} |" in out
-    assert "largest difference 0.0e+00" in out
+    assert "| compiled |" not in out
+    assert "by hand 0.0e+00" in out
     assert (tmp_path / "train-step-synthetic-150x200x4000.md").is_file()
+
+
+def test_train_step_times_the_compiled_step(tmp_path):
+    out = _run(
+        "train_step.py", "--dataset", TINY, "--model", "gmf", "--compiled",
+        "--steps", "5", "--rounds", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert "| compiled |" in out and "first call s" in out
+    difference = float(re.search(r"compiled (\S+)[;.]", out).group(1))
+    assert difference <= 1e-4
+    assert (tmp_path / "train-step-synthetic-150x200x4000-gmf-compiled.md").is_file()
 
 
 # A stand-in for guoyang9/NCF's model.py: same constructor and forward, a plain dot product.
