@@ -3,7 +3,7 @@
     python benchmarks/fold_in.py --dataset ../shared/data/ml-100k
 
 Holds out a random 10% of the users from training (seed 0), folds each of them in from
-their training interactions (:func:`ncf_lib.foldin.held_out_users_study`), and compares
+their training interactions (:func:`ncf_lib.use.foldin.held_out_users_study`), and compares
 their test HR@10 / NDCG@10 (99 sampled negatives, and full ranking) with the same users'
 numbers from a model trained on everyone with the same settings (10 epochs, the epoch
 chosen on validation). Writes ``results/fold-in-DATASET.md``.
@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 
 from ncf_lib.dataset import build_dataset
-from ncf_lib.foldin import FoldInConfig, held_out_users_study
 from ncf_lib.ratings import dataset_label, load_ratings
 from ncf_lib.train import TrainConfig
+from ncf_lib.use.foldin import FoldInConfig, held_out_users_study
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import markdown_table  # noqa: E402

@@ -41,7 +41,6 @@ import torch
 from torch import nn
 
 from ncf_lib.dataset import NCFData
-from ncf_lib.grid import build_splits
 from ncf_lib.metrics import (
     hit_rate,
     ndcg,
@@ -51,6 +50,7 @@ from ncf_lib.metrics import (
 )
 from ncf_lib.ratings import load_ratings
 from ncf_lib.sampling import batches, epoch_arrays
+from ncf_lib.study.grid import build_splits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import markdown_table  # noqa: E402

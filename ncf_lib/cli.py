@@ -23,13 +23,10 @@ import numpy as np
 import pandas as pd
 
 from ncf_lib import distributed
-from ncf_lib.baselines import PopularityScorer, RandomScorer
 from ncf_lib.checkpoints import check_same_data, load_checkpoint
 from ncf_lib.dataset import NCFData, build_dataset
 from ncf_lib.errors import CheckpointError, ConfigError, Interrupted, UnknownIdError, UserError
-from ncf_lib.export import export_embeddings
 from ncf_lib.files import atomic_write, check_writable, current_umask, exclusive_lock
-from ncf_lib.foldin import FoldInConfig, fold_in
 from ncf_lib.metrics import (
     evaluate,
     full_ranking_metrics,
@@ -42,9 +39,12 @@ from ncf_lib.optimizers import OPTIMIZERS
 from ncf_lib.pretraining import FINETUNE, pretrain_neumf
 from ncf_lib.ratings import dataset_label, load_ratings
 from ncf_lib.recommend import recommend, recommendation_table
-from ncf_lib.similar import similar_items
+from ncf_lib.study.baselines import PopularityScorer, RandomScorer
 from ncf_lib.titles import match_title
 from ncf_lib.train import TrainConfig, fit, resolve_device, seed_everything, train_model
+from ncf_lib.use.export import export_embeddings
+from ncf_lib.use.foldin import FoldInConfig, fold_in
+from ncf_lib.use.similar import similar_items
 
 DATASET_HELP = (
     "ml-1m (default), ml-100k, ml-20m, ml-25m, ml-latest-small (downloaded once into "
@@ -517,7 +517,7 @@ def write_per_user(scorer, data: NCFData, path: str | Path) -> Path:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from ncf_lib import grid, report, runner
+    from ncf_lib.study import grid, report, runner
 
     data, full = grid.build_splits(load_ratings(args.dataset, args.data_dir), seed=42)
     out = Path(args.out or Path("results") / _slug(args.dataset))

@@ -165,7 +165,7 @@ class MF(Recommender):
 
     The baseline of Rendle et al. (RecSys 2020), "Neural Collaborative Filtering vs. Matrix
     Factorization Revisited": trained like the NCF models, with an L2 penalty tuned on
-    validation (:func:`ncf_lib.baselines.tune_mf`), it matches or beats NeuMF.
+    validation (:func:`ncf_lib.study.baselines.tune_mf`), it matches or beats NeuMF.
     """
 
     def __init__(self, n_users: int, n_items: int, config: ModelConfig = ModelConfig()) -> None:

@@ -112,7 +112,7 @@ def plot_study(
     """HR@K and NDCG@K (means over seeds) against one setting, a line per model.
 
     Args:
-        results: rows of :func:`ncf_lib.runner.run_grid` restricted to the study.
+        results: rows of :func:`ncf_lib.study.runner.run_grid` restricted to the study.
         x: the column varied (``factors``, ``num_ng``, ``depth``).
         published: optional rows ``model, factors, hr, ndcg`` drawn as crosses (ML-1M).
     """

@@ -178,8 +178,8 @@ def _harness():
 
 def test_reference_harness_reports_the_best_test_epoch(tmp_path):
     harness = _harness()
-    from ncf_lib.grid import build_splits
     from ncf_lib.ratings import load_ratings
+    from ncf_lib.study.grid import build_splits
 
     (tmp_path / "model.py").write_text(REFERENCE_MODEL)
     ncf = harness.load_reference(tmp_path)

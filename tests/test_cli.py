@@ -171,8 +171,8 @@ def test_unknown_model_is_rejected_by_argparse(capsys):
 
 
 def test_reproduce_writes_a_report_and_resumes(tmp_path, capsys, monkeypatch):
-    from ncf_lib import baselines
-    from ncf_lib.grid import MODEL_NAMES
+    from ncf_lib.study import baselines
+    from ncf_lib.study.grid import MODEL_NAMES
 
     monkeypatch.setattr(baselines, "MF_L2_GRID", (0.0,))
     monkeypatch.setattr(baselines, "IALS_GRID", {"factors": (8,), "l2": (1.0,), "alpha": (5.0,)})

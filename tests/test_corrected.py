@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ncf_lib.corrected import (
+from ncf_lib.metrics import full_ranks
+from ncf_lib.study.corrected import (
     corrected_mean,
     corrected_metrics,
     correction,
@@ -15,7 +16,6 @@ from ncf_lib.corrected import (
     pool_sizes,
     sampled_rank_distribution,
 )
-from ncf_lib.metrics import full_ranks
 
 N, M = 1000, 99
 

@@ -6,8 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from ncf_lib import baselines
-from ncf_lib.grid import (
+from ncf_lib.metrics import evaluate
+from ncf_lib.models import GMF, MLP, ModelConfig
+from ncf_lib.pretraining import ALPHA_GRID, choose_alpha
+from ncf_lib.study import baselines
+from ncf_lib.study.grid import (
     CLOSED_FORM,
     MODEL_NAMES,
     RunSpec,
@@ -17,11 +20,8 @@ from ncf_lib.grid import (
     paper_grid,
     run_one,
 )
-from ncf_lib.metrics import evaluate
-from ncf_lib.models import GMF, MLP, ModelConfig
-from ncf_lib.pretraining import ALPHA_GRID, choose_alpha
-from ncf_lib.report import markdown_summary, order_disagreements, summary
-from ncf_lib.runner import run_grid
+from ncf_lib.study.report import markdown_summary, order_disagreements, summary
+from ncf_lib.study.runner import run_grid
 from ncf_lib.train import train_model
 
 COLUMNS = {
@@ -166,7 +166,7 @@ def test_run_grid_writes_rows_and_resumes(splits, tmp_path, tiny_grid):
 
 
 def test_itempop_row_matches_the_popularity_scorer(small_data, tmp_path):
-    from ncf_lib.baselines import PopularityScorer
+    from ncf_lib.study.baselines import PopularityScorer
 
     row, result = run_one(RunSpec("itempop"), small_data)
     assert result is None and row["epoch"] == 0
@@ -212,7 +212,7 @@ def test_estimate_seconds_counts_stages(small_data):
 
 
 def test_itemknn_row_tunes_k_on_validation(small_data, monkeypatch):
-    from ncf_lib.baselines import ItemKNNScorer
+    from ncf_lib.study.baselines import ItemKNNScorer
 
     monkeypatch.setattr(baselines, "KNN_K_GRID", (5, 50))
     row, result = run_one(RunSpec("itemknn"), small_data)

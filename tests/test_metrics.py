@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from ncf_lib.baselines import ItemKNNScorer, PopularityScorer, RandomScorer
 from ncf_lib.dataset import EvalSet
 from ncf_lib.errors import NonFiniteScoresError
 from ncf_lib.metrics import (
@@ -20,6 +19,7 @@ from ncf_lib.metrics import (
     sampled_metrics,
     standard_errors,
 )
+from ncf_lib.study.baselines import ItemKNNScorer, PopularityScorer, RandomScorer
 
 
 def test_hand_computed_ranks_hr_ndcg():

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO
 
 NOTEBOOKS = REPO / "notebooks"
-MARK = re.compile(r"^# ncf_lib/(\w+)\.py\b")
+MARK = re.compile(r"^# ncf_lib/((?:\w+/)*\w+)\.py\b")
 #: What each notebook builds in the open (at least these names).
 BUILDS = {
     "02_dataset_construction": {
@@ -65,7 +65,7 @@ def test_notebook_builds_what_the_package_uses(name):
     found = marked_definitions(NOTEBOOKS / f"{name}.md")
     assert BUILDS[name] <= {defined for _, defined, _ in found}, name
     for module, defined, source in found:
-        package = getattr(importlib.import_module(f"ncf_lib.{module}"), defined)
+        package = getattr(importlib.import_module("ncf_lib." + module.replace("/", ".")), defined)
         expected = textwrap.dedent(inspect.getsource(package)).strip()
         assert source.strip() == expected, (
             f"{name}: {defined} differs from ncf_lib/{module}.py; copy one into the other"

@@ -38,3 +38,22 @@ def test_environment_yml_matches_pyproject():
 
 def test_environment_installs_the_package_itself():
     assert "- -e ." in (REPO / "environment.yml").read_text()
+
+
+def test_the_core_never_imports_the_extras():
+    """Every top-level module but the command line loads without ncf_lib.study / ncf_lib.use."""
+    import subprocess
+    import sys
+
+    core = sorted(
+        p.stem for p in (REPO / "ncf_lib").glob("*.py") if p.stem not in ("cli", "__main__")
+    )
+    code = (
+        "import importlib, sys\n"
+        f"for name in {core!r}:\n"
+        "    importlib.import_module('ncf_lib.' + name)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('ncf_lib.study', 'ncf_lib.use'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert len(core) > 10  # the glob found the package

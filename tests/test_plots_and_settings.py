@@ -10,7 +10,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from ncf_lib import plots  # noqa: E402
-from ncf_lib.published import published_ml1m  # noqa: E402
+from ncf_lib.study.published import published_ml1m  # noqa: E402
 from ncf_lib.tutorial import SAMPLE_DATASET, settings  # noqa: E402
 
 

@@ -18,9 +18,9 @@ import torch
 from ncf_lib.checkpoints import load_checkpoint
 from ncf_lib.cli import main
 from ncf_lib.files import exclusive_lock
-from ncf_lib.grid import MODEL_NAMES, RunSpec, build_splits
 from ncf_lib.ratings import load_ratings, read_ratings
-from ncf_lib.runner import finished_rows, run_grid
+from ncf_lib.study.grid import MODEL_NAMES, RunSpec, build_splits
+from ncf_lib.study.runner import finished_rows, run_grid
 
 SAMPLE = "synthetic:120x200x3000"
 QUIET = ["--no-progress", "--no-log"]

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from ncf_lib.baselines import (
+from ncf_lib.dataset import build_dataset
+from ncf_lib.errors import ConfigError
+from ncf_lib.metrics import evaluate
+from ncf_lib.ratings import load_ratings
+from ncf_lib.study.baselines import (
     IALSConfig,
     PureSVD,
     ease,
@@ -15,10 +19,6 @@ from ncf_lib.baselines import (
     tune_ials,
     tune_puresvd,
 )
-from ncf_lib.dataset import build_dataset
-from ncf_lib.errors import ConfigError
-from ncf_lib.metrics import evaluate
-from ncf_lib.ratings import load_ratings
 
 
 @pytest.fixture(scope="module")

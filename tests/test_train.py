@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 import torch
 
-from ncf_lib.baselines import PopularityScorer
 from ncf_lib.checkpoints import load_checkpoint
 from ncf_lib.dataset import build_dataset
 from ncf_lib.errors import TrainingDivergedError
@@ -16,6 +15,7 @@ from ncf_lib.models import ModelConfig, build_model
 from ncf_lib.pretraining import pretrained_neumf
 from ncf_lib.ratings import Ratings, load_ratings
 from ncf_lib.sampling import batches, epoch_arrays
+from ncf_lib.study.baselines import PopularityScorer
 from ncf_lib.synthetic import synthetic_ratings
 from ncf_lib.train import (
     TrainConfig,

@@ -8,7 +8,7 @@
   ratings file;
 * ``users.csv``: ``user_id, e0, e1, ...``; ``items.csv``: ``item_id, title, e0, e1, ...``.
 
-Vectors are those of :func:`ncf_lib.similar.side_vectors` (NeuMF: GMF and MLP halves side by
+Vectors are those of :func:`ncf_lib.use.similar.side_vectors` (NeuMF: GMF and MLP halves side by
 side), ready for an approximate-nearest-neighbour index.
 """
 
@@ -21,7 +21,7 @@ import pandas as pd
 
 from ncf_lib.files import atomic_write, check_writable
 from ncf_lib.models import Recommender
-from ncf_lib.similar import side_vectors
+from ncf_lib.use.similar import side_vectors
 
 
 def export_embeddings(

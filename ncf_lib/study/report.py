@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ncf_lib.grid import MODEL_NAMES
 from ncf_lib.plots import plot_history, plot_hr_at_k, plot_orderings, plot_study
-from ncf_lib.published import published_ml1m
+from ncf_lib.study.grid import MODEL_NAMES
+from ncf_lib.study.published import published_ml1m
 
 
 def summary(
@@ -133,7 +133,7 @@ def write_report(
         "+ validation data for that many epochs. `hr@10`/`ndcg@10`: the held-out item "
         "among 100 candidates (the paper's protocol); `corrected_*`: the full-ranking "
         "metric estimated from those 100-candidate ranks (Krichene & Rendle, KDD 2020, "
-        "bias-variance correction with gamma = 0.1, `ncf_lib/corrected.py`); `full_*`: "
+        "bias-variance correction with gamma = 0.1, `ncf_lib/study/corrected.py`); `full_*`: "
         "among all items the user did not train on.",
         "",
         markdown_summary(summary(results)),

@@ -11,5 +11,5 @@ def published_ml1m() -> pd.DataFrame:
     """One row per published result: ``source, model, factors, pretrained, hr, ndcg,
     protocol, how_checked``. All use the paper's protocol (latest item held out, ranked
     among 99 sampled negatives) and pick the best epoch on the test set."""
-    with files("ncf_lib").joinpath("published_ml1m.csv").open() as f:
+    with files("ncf_lib.study").joinpath("published_ml1m.csv").open() as f:
         return pd.read_csv(f)

@@ -2,7 +2,8 @@
 
 A run is one :class:`RunSpec` (model, predictive factors, seed, epochs, negatives, MLP
 depth); :func:`run_one` trains and evaluates one spec and returns its row of results
-(:mod:`ncf_lib.runner` runs a whole grid with resume, :mod:`ncf_lib.report` summarises it).
+(:mod:`ncf_lib.study.runner` runs a whole grid with resume, :mod:`ncf_lib.study.report`
+summarises it).
 
 Models: ``itempop`` (popularity, no training), ``itemknn`` (cosine item-item neighbours,
 their number tuned on the validation items), ``puresvd`` (its rank tuned), ``ease`` (its
@@ -23,7 +24,7 @@ studies, to save time) the selection run's model at its chosen epoch is tested. 
 items are never used to choose anything.
 
 Each row holds the sampled metrics (1 held-out + 99 negatives), their corrected estimates
-of the full-ranking metrics (``corrected_*``, :mod:`ncf_lib.corrected`), the full-ranking
+of the full-ranking metrics (``corrected_*``, :mod:`ncf_lib.study.corrected`), the full-ranking
 ones (all items the user did not train on), HR@1..10, and ``selected_hr@10``, the
 selection run's own test HR@10 at its chosen epoch (what is reported without refit).
 """
@@ -37,20 +38,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from ncf_lib import baselines, hand_gradients
-from ncf_lib.baselines import (
-    ItemKNNScorer,
-    PopularityScorer,
-    PureSVD,
-    ease,
-    ials,
-    tune_ease,
-    tune_ials,
-    tune_itemknn,
-    tune_mf,
-    tune_puresvd,
-)
-from ncf_lib.corrected import corrected_metrics, pool_sizes
+from ncf_lib import hand_gradients
 from ncf_lib.dataset import NCFData, build_dataset
 from ncf_lib.errors import ConfigError
 from ncf_lib.metrics import (
@@ -65,6 +53,20 @@ from ncf_lib.metrics import (
 from ncf_lib.models import ModelConfig, build_model
 from ncf_lib.pretraining import finetune_config, pretrain_neumf, pretrained_neumf
 from ncf_lib.sampling import batches, epoch_arrays
+from ncf_lib.study import baselines
+from ncf_lib.study.baselines import (
+    ItemKNNScorer,
+    PopularityScorer,
+    PureSVD,
+    ease,
+    ials,
+    tune_ease,
+    tune_ials,
+    tune_itemknn,
+    tune_mf,
+    tune_puresvd,
+)
+from ncf_lib.study.corrected import corrected_metrics, pool_sizes
 from ncf_lib.train import FitResult, TrainConfig, fit, make_optimizer, seed_everything, train_model
 
 MODEL_NAMES = (

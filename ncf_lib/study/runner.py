@@ -1,4 +1,5 @@
-"""Running a grid of :class:`~ncf_lib.grid.RunSpec`: in turn or in worker processes, with resume.
+"""Running a grid of :class:`~ncf_lib.study.grid.RunSpec`: in turn or in worker processes,
+with resume.
 
 :func:`run_grid` trains every spec not yet in the results CSV and appends one row per
 finished run, so an interrupted grid resumes where it stopped.
@@ -19,8 +20,8 @@ import torch
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError
 from ncf_lib.files import atomic_write, check_writable, claim, exclusive_lock
-from ncf_lib.grid import RunSpec, estimate_seconds, run_one
 from ncf_lib.ratings import DataFormatError
+from ncf_lib.study.grid import RunSpec, estimate_seconds, run_one
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
