@@ -11,7 +11,7 @@ tutorial's training epoch is timed over its first ``--original-batches`` batches
 extrapolated to the whole epoch unless ``--full-original`` is given.
 
 ncf_lib's epoch is timed twice on the same rows: with the hand-written gradients
-(:mod:`ncf_lib.hand_gradients`, what ``make train`` runs on a CPU) and with the plain
+(:mod:`ncf_lib.scale.hand_gradients`, what ``make train`` runs on a CPU) and with the plain
 autograd loop (:func:`ncf_lib.train.train_epoch`, what the notebooks run). "end to end" is,
 for ncf_lib, one whole ``python -m ncf_lib train --epochs 1`` process on the file (start-up,
 parsing, split, one epoch, evaluation, checkpoint), and for the original tutorial the sum of
@@ -84,12 +84,12 @@ def run_original(path: str, original_batches: int | None, queue) -> None:
 
 
 def run_ours(path: str, queue) -> None:
-    from ncf_lib import hand_gradients
     from ncf_lib.dataset import build_dataset
     from ncf_lib.metrics import evaluate
     from ncf_lib.models import build_model
     from ncf_lib.ratings import Ratings, read_ratings
     from ncf_lib.sampling import batches, epoch_arrays
+    from ncf_lib.scale import hand_gradients
     from ncf_lib.train import TrainConfig, make_optimizer, train_epoch
 
     torch.manual_seed(42)
@@ -241,7 +241,7 @@ def main() -> None:
         f"Original tutorial's epoch: {note or 'timed in full'}. "
         "Seconds, lower is better; speed-up = original / ncf_lib.\n"
     )
-    from ncf_lib.plots import plot_speed
+    from ncf_lib.study.plots import plot_speed
 
     plot_speed(frame[["stage", "original", "ncf_lib"]]).savefig(out / f"{name}.png", dpi=120)
     print(f"wrote {out / name}.md and .png")

@@ -6,7 +6,7 @@
 Builds the dataset and one epoch as ``fit`` does, then times ``--steps`` global steps of
 NeuMF at ``--batch-size``: in one process with the plain loop (autograd) and the
 hand-written gradients; under ``torchrun`` with the model in DistributedDataParallel, each
-rank taking its share of every global batch (:func:`ncf_lib.distributed.shard`). Prints the
+rank taking its share of every global batch (:func:`ncf_lib.scale.distributed.shard`). Prints the
 milliseconds per global step, the epoch it extrapolates to, and the bytes each step's
 gradient all-reduce carries (every parameter's gradient, float32).
 """
@@ -20,11 +20,11 @@ import time
 import numpy as np
 import torch
 
-from ncf_lib import distributed, hand_gradients
 from ncf_lib.dataset import build_dataset
 from ncf_lib.models import ModelConfig, build_model
 from ncf_lib.ratings import load_ratings
 from ncf_lib.sampling import batches, epoch_arrays
+from ncf_lib.scale import distributed, hand_gradients
 from ncf_lib.train import TrainConfig, make_optimizer, train_epoch
 
 

@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args()
     data = build_dataset(load_ratings(args.dataset), seed=42)
-    config = TrainConfig(epochs=args.epochs, progress=False, hand_gradients=True)
+    config = TrainConfig(epochs=args.epochs, progress=False)
     tables = []
     for name in args.models:
         clock = time.perf_counter()

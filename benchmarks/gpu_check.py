@@ -7,7 +7,7 @@ Needs PyTorch with CUDA, numpy, pandas and tqdm, nothing else (no network, no pi
 tensorboardX is not used): it imports ``ncf_lib`` from this checkout. Checks, each printed
 as ``ok`` or ``FAILED`` with its numbers:
 
-1. the device sampler (:class:`ncf_lib.sampling.TorchSampler`): an epoch's shape, labels,
+1. the device sampler (:class:`ncf_lib.scale.sampler.TorchSampler`): an epoch's shape, labels,
    and that no negative is a training positive;
 2. training GMF and NeuMF for 2 epochs on the device: finite losses, HR@10 above random;
 3. evaluation on the device equals evaluation of the same weights on the CPU (sampled
@@ -35,10 +35,11 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from ncf_lib import scale  # noqa: E402
 from ncf_lib.dataset import build_dataset  # noqa: E402
 from ncf_lib.metrics import evaluate, full_ranking_metrics  # noqa: E402
 from ncf_lib.ratings import load_ratings  # noqa: E402
-from ncf_lib.sampling import TorchSampler  # noqa: E402
+from ncf_lib.scale.sampler import TorchSampler  # noqa: E402
 from ncf_lib.train import TrainConfig, train_model  # noqa: E402
 
 SMALL = "synthetic:600x800x24000"
@@ -68,7 +69,7 @@ def training_check(data, device) -> bool:
     for name in ("gmf", "neumf"):
         config = TrainConfig(epochs=2, device=device.type, progress=False, select_on="last")
         clock = time.perf_counter()
-        result = train_model(name, data, config)
+        result = train_model(name, data, config, engine=scale.engine(config))
         seconds = time.perf_counter() - clock
         losses = result.history["loss"].dropna()
         hr = result.best["test_hr"]
@@ -118,7 +119,7 @@ def ddp_check(device) -> bool:
 def epoch_timing(device) -> bool:
     data = build_dataset(load_ratings("synthetic"), seed=42)
     config = TrainConfig(epochs=1, device=device.type, progress=False, select_on="last")
-    result = train_model("neumf", data, config)
+    result = train_model("neumf", data, config, engine=scale.engine(config))
     row = result.history.iloc[-1]
     return check(
         "NeuMF epoch, MovieLens-1M-shaped",

@@ -7,7 +7,7 @@
 A setting ``BATCH:LR:plain`` trains with the plain ``torch.optim.Adam`` (no fused or foreach
 kernel), the reference that shows the default fast path gives the same numbers;
 ``BATCH:LR:sparse`` with ``--optimizer sparse-adam`` (only the embedding rows a batch uses
-are updated, :mod:`ncf_lib.optimizers`).
+are updated, :mod:`ncf_lib.scale.optimizers`).
 
 Trains each model with the original tutorial's settings (32 factors, tower [64, 32, 16, 8],
 4 negatives) for a fixed number of epochs, once per seed and per ``BATCH:LR`` setting, and
@@ -18,18 +18,16 @@ the comparison is paired."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
-from unittest import mock
 
 import pandas as pd
 import torch
 
-from ncf_lib import train
+from ncf_lib import scale
 from ncf_lib.dataset import build_dataset
 from ncf_lib.ratings import load_ratings
-from ncf_lib.train import TrainConfig, train_model
+from ncf_lib.train import Engine, TrainConfig, train_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import markdown_table  # noqa: E402
@@ -70,12 +68,10 @@ def main() -> None:
                     lr=float(lr),
                     seed=seed,
                     progress=False,
-                    hand_gradients=True,
                     optimizer="sparse-adam" if adam == "sparse" else "adam",
                 )
-                swap = mock.patch.object(train, "make_optimizer", _plain_adam)
-                with swap if adam == "plain" else contextlib.nullcontext():
-                    result = train_model(model, data, config)
+                engine = Engine(optimizer=_plain_adam) if adam == "plain" else scale.engine(config)
+                result = train_model(model, data, config, engine=engine)
                 rows.append(
                     {
                         "model": model,

@@ -132,7 +132,6 @@ def main() -> None:
         lr=args.lr,
         seed=args.seed,
         progress=False,
-        hand_gradients=True,
     )
     if args.jobs == 1:
         rows = train_in_order(MODELS, data, config)

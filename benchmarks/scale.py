@@ -25,14 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ncf_lib import hand_gradients
 from ncf_lib.dataset import build_dataset
 from ncf_lib.metrics import evaluate, full_ranking_metrics
 from ncf_lib.models import ModelConfig, build_model
 from ncf_lib.ratings import Ratings, read_ratings_cached
 from ncf_lib.sampling import batches, epoch_arrays
+from ncf_lib.scale import hand_gradients
+from ncf_lib.scale.optimizers import make_optimizer
 from ncf_lib.synthetic import synthetic_ratings
-from ncf_lib.train import TrainConfig, make_optimizer
+from ncf_lib.train import TrainConfig
 
 SHAPES = {"ml-20m": (138_493, 26_744, 20_000_263), "ml-25m": (162_541, 59_047, 25_000_095)}
 

@@ -10,7 +10,7 @@ hand-written gradients.
 * ``compiled`` (``--compiled``): the same step (``zero_grad``, forward, loss, ``backward``,
   Adam's step) as one function under ``torch.compile``, compiled on its first call (the
   time of that call is reported: with the compiler's cache cold it is the compilation);
-* ``by hand``: :func:`ncf_lib.hand_gradients.train_epoch` (the command line's default on
+* ``by hand``: :func:`ncf_lib.scale.hand_gradients.train_epoch` (the command line's default on
   the CPU), the same loop with the gradients computed by hand, the same optimiser.
 
 Autograd and the hand-written gradients compute the same update bit for bit (checked here
@@ -34,11 +34,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ncf_lib import hand_gradients
 from ncf_lib.dataset import build_dataset
 from ncf_lib.models import build_model
 from ncf_lib.ratings import load_ratings
 from ncf_lib.sampling import batches, epoch_arrays
+from ncf_lib.scale import hand_gradients
 from ncf_lib.train import TrainConfig, make_optimizer, train_epoch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,5 +1,9 @@
 """Checkpoints: a model's weights with what is needed to rebuild and use it.
 
+Also the state of an unfinished :func:`ncf_lib.train.fit` (:class:`TrainingState`, with the
+last epoch's weights, the optimiser's and the random generators' states), so that an
+interrupted run resumes where it stopped and ends with the numbers of one that was not.
+
 Not a pickled module (``torch.save(model)`` is refused by ``torch.load`` by default since
 PyTorch 2.6 and breaks when the class moves): only tensors and plain values, loadable with
 ``weights_only=True``. Written to a temporary file and renamed, so a checkpoint on disk is
@@ -9,20 +13,23 @@ always complete.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ncf_lib.dataset import NCFData
-from ncf_lib.errors import CheckpointError, MissingFileError
-from ncf_lib.files import atomic_write
+from ncf_lib.errors import CheckpointError, ConfigError, MissingFileError
+from ncf_lib.files import atomic_write, exclusive_lock
 from ncf_lib.models import MODELS, ModelConfig, Recommender, config_dict, model_name
 
 #: Version of the file layout; 2: NeuMF holds its four embedding tables itself; 3: ids of
-#: any kind, the data's fingerprint, and the state to resume training.
-FORMAT = 3
+#: any kind, the data's fingerprint, and the state to resume training; 4: that state as
+#: :class:`TrainingState` with the sampler's kind.
+FORMAT = 4
 
 
 def _ids_out(ids: np.ndarray):
@@ -46,20 +53,23 @@ def save_checkpoint(
     epoch: int,
     metrics: dict[str, float],
     training: dict | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Save ``state_dict``, the model's and training's settings, the id maps and the data's
     :attr:`~ncf_lib.dataset.NCFData.fingerprint`, atomically.
 
-    ``training`` is what :func:`ncf_lib.train.fit` needs to resume (the last epoch's weights,
-    optimizer and random states, history); ``None`` for a finished model.
+    ``training`` is what :func:`ncf_lib.train.fit` needs to resume (see
+    :func:`save_training`); ``None`` for a finished model. ``weights``: a ``state_dict`` to
+    save in place of the model's own.
     """
+    weights = model.state_dict() if weights is None else weights
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "model": model_name(model),
         "model_config": config_dict(model.config),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in weights.items()},
         "n_users": model.n_users,
         "n_items": model.n_items,
         "user_ids": _ids_out(data.user_ids),
@@ -160,3 +170,111 @@ def check_same_data(path: str | Path, trained_on: dict, data: NCFData) -> None:
             f"{path} was trained on other data ({show(trained_on)}) than this one "
             f"({show(here)}); use the dataset and split settings it was trained with"
         )
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Hold ``path``'s lock (a hidden file beside it) while this process writes it.
+
+    Raises:
+        ConfigError: another run holds it.
+    """
+    path = Path(path)
+    try:
+        with exclusive_lock(path.with_name(f".{path.name}.lock"), wait=False):
+            yield
+    except BlockingIOError:
+        raise ConfigError(
+            f"{path} is being written by another training run; wait for it to finish, or "
+            "give this run another --out folder"
+        ) from None
+
+
+@dataclass
+class TrainingState:
+    """Where a :func:`~ncf_lib.train.fit` stands after an epoch.
+
+    Attributes:
+        next_epoch: the epoch to train next.
+        history: a row per finished epoch.
+        best_epoch, best_hr: the selected epoch so far and its selection HR.
+        best_weights: that epoch's ``state_dict``.
+        stale: epochs since the selection HR last improved.
+        stopped: early stopping ended the run.
+    """
+
+    next_epoch: int
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_hr: float = -1.0
+    best_weights: dict[str, torch.Tensor] | None = None
+    stale: int = 0
+    stopped: bool = False
+
+    def best_metrics(self) -> dict[str, float]:
+        """The selected epoch's metrics (``test_hr``, ``val_ndcg``, ...)."""
+        row = next(row for row in self.history if row["epoch"] == self.best_epoch)
+        return {k: v for k, v in row.items() if k.endswith(("_hr", "_ndcg"))}
+
+
+def save_training(
+    path: str | Path,
+    model: Recommender,
+    data: NCFData,
+    train_config: dict,
+    state,
+    optimizer,
+    sampler,
+) -> Path:
+    """Checkpoint the selected weights so far, with what resuming after the last epoch of
+    ``state`` needs: the model's current weights, the optimiser's state, torch's and the
+    sampler's generator states."""
+    training = {
+        **{k: v for k, v in asdict(state).items() if k != "best_weights"},
+        "epoch": state.next_epoch - 1,  # the last finished epoch
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "sampler": {"kind": sampler.kind, "state": sampler.state()},
+    }
+    return save_checkpoint(
+        path,
+        model,
+        data,
+        train_config,
+        epoch=state.best_epoch,
+        metrics=state.best_metrics(),
+        training=training,
+        weights=state.best_weights,
+    )
+
+
+def restore_training(
+    checkpoint: Checkpoint, model: Recommender, optimizer, sampler
+) -> TrainingState:
+    """Put ``model``, ``optimizer``, torch's generator and ``sampler`` back where
+    :func:`save_training` left them; returns the state to continue from.
+
+    Raises:
+        CheckpointError: the checkpoint holds no training state.
+        ConfigError: its negatives came from another kind of sampler.
+    """
+    saved = checkpoint.training
+    if saved is None:
+        raise CheckpointError("this checkpoint holds no training state to resume from")
+    kind = saved["sampler"]["kind"]
+    if kind != sampler.kind:
+        raise ConfigError(
+            f"this run drew its negatives with the {kind} sampler; resume it with that one, "
+            f"not the {sampler.kind} sampler"
+        )
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["torch_rng"])
+    sampler.load_state(saved["sampler"]["state"])
+    fields = {k: saved[k] for k in ("next_epoch", "best_epoch", "best_hr", "stale", "stopped")}
+    return TrainingState(
+        **fields,
+        history=[dict(row) for row in saved["history"]],
+        best_weights={k: v.detach().clone() for k, v in checkpoint.model.state_dict().items()},
+    )

@@ -1,6 +1,8 @@
 """Command line: ``python -m ncf_lib {info,train,evaluate,recommend,similar,export,reproduce}``.
 
-Thin by design: parse arguments, call the package, print. Errors a user can fix
+Parse the arguments, call the package, print. The ``train`` command's settings are the fields
+of :class:`~ncf_lib.train.TrainConfig` and :class:`~ncf_lib.models.ModelConfig`: their flags,
+types, defaults and help are generated from those classes. Errors a user can fix
 (:class:`ncf_lib.errors.UserError`: a missing file, a bad format, a bad value, an unknown
 user, a failed download) are printed as one line on stderr with exit code 2; anything else
 is a bug and keeps its traceback.
@@ -9,6 +11,7 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import re
 import signal
@@ -16,40 +19,62 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack, nullcontext, redirect_stdout
-from dataclasses import replace
+from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from ncf_lib import distributed
-from ncf_lib.checkpoints import check_same_data, load_checkpoint
-from ncf_lib.dataset import NCFData, build_dataset
-from ncf_lib.errors import CheckpointError, ConfigError, Interrupted, UnknownIdError, UserError
-from ncf_lib.files import atomic_write, check_writable, current_umask, exclusive_lock
-from ncf_lib.metrics import (
-    evaluate,
-    full_ranking_metrics,
-    full_ranks,
-    rank_of_first,
-    score_candidates,
-)
+from ncf_lib import scale
+from ncf_lib.checkpoints import check_same_data, load_checkpoint, writing
+from ncf_lib.dataset import build_dataset
+from ncf_lib.errors import CheckpointError, ConfigError, Interrupted, UserError
+from ncf_lib.files import atomic_write, check_writable, current_umask
+from ncf_lib.metrics import evaluate, full_ranking_metrics, per_user_ranks
 from ncf_lib.models import MODELS, ModelConfig, build_model, model_name
-from ncf_lib.optimizers import OPTIMIZERS
 from ncf_lib.pretraining import FINETUNE, pretrain_neumf
-from ncf_lib.ratings import dataset_label, load_ratings
-from ncf_lib.recommend import recommend, recommendation_table
+from ncf_lib.ratings import load_ratings
+from ncf_lib.scale.candidates import large_catalogue_candidates
+from ncf_lib.scale.distributed import from_environment
 from ncf_lib.study.baselines import PopularityScorer, RandomScorer
-from ncf_lib.titles import match_title
-from ncf_lib.train import TrainConfig, fit, resolve_device, seed_everything, train_model
+from ncf_lib.study.runner import reproduce
+from ncf_lib.train import TrainConfig, fit, resolve_device, seed_everything
 from ncf_lib.use.export import export_embeddings
 from ncf_lib.use.foldin import FoldInConfig, fold_in
+from ncf_lib.use.recommend import recommend, recommendation_table
 from ncf_lib.use.similar import similar_items
+from ncf_lib.use.titles import match_title
 
 DATASET_HELP = (
     "ml-1m (default), ml-100k, ml-20m, ml-25m, ml-latest-small (downloaded once into "
     "--data-dir), synthetic (generated, MovieLens-1M-shaped), synthetic:USERSxITEMSxN, or a "
     "path to a ratings file or an extracted MovieLens folder"
+)
+#: ``TrainConfig`` fields set through the command line's own flags (--out, --log-dir,
+#: --no-progress) rather than a flag of their own.
+OWN_FIELDS = ("log_dir", "checkpoint", "progress")
+#: The candidate sampler of every dataset the command line builds: the default one, and for
+#: catalogues above 10,000 items one whose time grows with the candidates drawn.
+DRAW = large_catalogue_candidates
+#: Settings a resumed run may change: ``--epochs`` extends it; the device is the machine's.
+MAY_CHANGE = ("epochs", "device")
+
+
+TRAIN_HELP = (
+    "train GMF, MLP, NeuMF (--pretrain: with pre-training) or MF",
+    "Train a model with leave-one-out evaluation (HR@K, NDCG@K over 1 held-out + 99 sampled "
+    "items). Model selection: by default each user's second-latest interaction is a "
+    "validation item; the epoch with the best validation HR is kept and its TEST metrics are "
+    "reported (per-epoch test metrics are printed to show the curve). --select-on test picks "
+    "the epoch on the test items, as the paper's code and popular ports do: optimistic, for "
+    "comparison only. --resume continues an interrupted run with its settings (--epochs may "
+    "extend it; another value of a setting is an error) and reaches the numbers of an "
+    "uninterrupted one.",
+)
+REPRODUCE_HELP = (
+    "the paper's results table and studies, with MF and ItemPop",
+    "Train every model of the paper's table (ItemPop, MF, GMF, MLP, NeuMF, NeuMF with "
+    "pre-training) over several seeds, plus the studies (factors, negatives, depth). Resumes "
+    "from OUT/results.csv; writes OUT/summary.md and plots.",
 )
 
 
@@ -57,9 +82,94 @@ class UsageError(ConfigError):
     """A bad combination of arguments."""
 
 
-# --------------------------------------------------------------------------------------
-# info
-# --------------------------------------------------------------------------------------
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _shown(value) -> str:
+    """A value as it is written on the command line (a list: space-separated)."""
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", Path(text).name or text).strip("_") or "data"
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of a dataclass's docstring."""
+    helps: dict[str, str] = {}
+    name = None
+    for line in inspect.getdoc(cls).split("Attributes:")[1].splitlines():
+        if match := re.match(r"    (\w+): (.*)", line):
+            name = match[1]
+            helps[name] = match[2]
+        elif name and line.startswith("        "):
+            helps[name] += " " + line.strip()
+    return {k: re.sub(r":\w+:`~?([^`]+)`", r"\1", v).replace("``", "") for k, v in helps.items()}
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip=()) -> None:
+    """A flag per field of the dataclass ``cls`` (``--batch-size`` for ``batch_size``), with
+    its type, ``choices`` metadata and docstring help; every flag defaults to ``None``
+    (not given), so that the config's own default, or a resumed run's value, applies."""
+    helps = field_help(cls)
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()
+        text = helps[f.name].rstrip(".").replace("%", "%%")
+        text += "" if "default" in text else f" (default {_shown(default)})"
+        if f.type == "bool":
+            parser.add_argument(_flag(f.name), action="store_true", default=None, help=text)
+            continue
+        kind = {"int": int, "int | None": int, "float": float, "str": str}.get(f.type, int)
+        parser.add_argument(
+            _flag(f.name),
+            type=kind,
+            nargs="+" if f.type.startswith("tuple") else None,
+            choices=f.metadata.get("choices"),
+            default=None,
+            help=text,
+        )
+
+
+def _given(args: argparse.Namespace, cls: type) -> dict:
+    """The fields of ``cls`` given as flags (not :data:`OWN_FIELDS`)."""
+    names = [f.name for f in fields(cls) if f.name not in OWN_FIELDS]
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _settings(args: argparse.Namespace, resumed):
+    """``(TrainConfig, ModelConfig, model name, num_ng_test)`` of this run: the flags given
+    over the defaults, or with ``--resume`` the saved run's, where a flag that differs from
+    the saved value is an error naming both (except :data:`MAY_CHANGE`)."""
+    train, model = _given(args, TrainConfig), _given(args, ModelConfig)
+    if resumed is None:
+        return (
+            TrainConfig(**train),
+            ModelConfig(**model),
+            args.model or "neumf",
+            99 if args.num_ng_test is None else args.num_ng_test,
+        )
+    names = {f.name for f in fields(TrainConfig)}
+    saved = TrainConfig(**{k: v for k, v in resumed.train_config.items() if k in names})
+    saved_model = resumed.model.config
+    before = {
+        **asdict(saved),
+        **asdict(saved_model),
+        "model": model_name(resumed.model),
+        "num_ng_test": resumed.data["num_ng_test"],
+    }
+    now = {**train, **model, "model": args.model, "num_ng_test": args.num_ng_test}
+    for key, value in now.items():
+        same = value is None or np.array_equal(np.asarray(value), np.asarray(before[key]))
+        if not same and key not in MAY_CHANGE:
+            raise UsageError(
+                f"{_flag(key)} {_shown(value)} conflicts with the resumed run ({args.resume}), "
+                f"trained with {key} {_shown(before[key])}; drop the flag, or train a new run"
+            )
+    config = replace(saved, **{k: train[k] for k in MAY_CHANGE if k in train})
+    return config, saved_model, before["model"], before["num_ng_test"]
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -67,33 +177,25 @@ def cmd_info(args: argparse.Namespace) -> None:
     clock = time.perf_counter()
     ratings = load_ratings(args.dataset, args.data_dir)
     timings = {"load": time.perf_counter() - clock}
-    data = build_dataset(ratings, num_ng_test=args.num_ng_test, seed=args.seed, timings=timings)
-    val = data.validation
+    data = build_dataset(
+        ratings, num_ng_test=args.num_ng_test, seed=args.seed, timings=timings, draw=DRAW
+    )
     rows = {
         "dataset": data.name,
         "users": data.n_users,
         "items": data.n_items,
         "interactions": len(ratings.ratings),
         "train": data.n_train,
-        "validation users": 0 if val is None else val.users.size,
+        "validation users": 0 if data.validation is None else data.validation.users.size,
         "test users": data.test.users.size,
         "test candidates per user": data.test.candidates.shape[1],
         "density": f"{data.density:.4%}",
         "titles": "yes" if data.titles is not None else "no",
+        **{f"seconds {stage}": f"{sec:.3f}" for stage, sec in timings.items()},
+        "seconds total": f"{sum(timings.values()):.3f}",
     }
-    rows.update({f"seconds {stage}": f"{sec:.3f}" for stage, sec in timings.items()})
-    rows["seconds total"] = f"{sum(timings.values()):.3f}"
     for key, value in rows.items():
         print(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
-
-
-# --------------------------------------------------------------------------------------
-# train
-# --------------------------------------------------------------------------------------
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", Path(text).name or text).strip("_") or "data"
 
 
 def _print_epoch(row: dict, k: int) -> None:
@@ -111,49 +213,27 @@ def _print_epoch(row: dict, k: int) -> None:
     )
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        l2=args.l2,
-        num_ng=args.num_ng,
-        top_k=args.top_k,
-        seed=args.seed,
-        select_on=args.select_on,
-        patience=args.patience,
-        hand_gradients=args.engine == "hand",
-        device=args.device,
-        progress=not args.no_progress,
-    )
+class _Stages:
+    """The stages of one ``train`` command: each one's checkpoint (locked while this run
+    writes it) and TensorBoard folder, and how far the current one got."""
 
-
-class _Run:
-    """The stages of one ``train`` command: their files, locks, and how far each got."""
-
-    def __init__(self, args: argparse.Namespace, data: NCFData, locks: ExitStack) -> None:
-        self.args, self.data, self.locks = args, data, locks
+    def __init__(self, args: argparse.Namespace, data_name: str, locks: ExitStack) -> None:
+        self.args, self.data_name, self.locks = args, data_name, locks
+        self.main = (ranks := from_environment()) is None or ranks.main  # torchrun: rank 0
         self.checkpoint: Path | None = None
-        self.stage = ""
-        self.last: dict | None = None  # the stage's last finished epoch
+        self.stage, self.last = "", None
 
     def configure(self, name: str, config: TrainConfig) -> TrainConfig:
-        """``(name, config) -> config`` for one stage: its own checkpoint (locked against a
-        second run writing it) and TensorBoard folder, announced on stdout."""
-        args = self.args
-        tag = f"{_slug(self.data.name)}-{name}"
-        checkpoint = Path(args.out) / f"{tag}.pt"
-        ranks = distributed.from_environment()
-        main = ranks is None or ranks.main  # under torchrun, rank 0 writes and logs
-        if main:
-            self.lock(checkpoint)
+        """``(stage, config) -> config`` with the stage's files, announced on stdout."""
+        tag = f"{_slug(self.data_name)}-{name}"
+        checkpoint = Path(self.args.resume or Path(self.args.out) / f"{tag}.pt")
         log_dir = None
-        if not args.no_log and main:  # a folder of its own, even for two runs in a second
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            log_dir = tempfile.mkdtemp(prefix=f"{tag}-{stamp}-", dir=args.log_dir)
-            os.chmod(log_dir, 0o777 & ~current_umask())
-        config = replace(config, checkpoint=str(checkpoint), log_dir=log_dir)
+        if self.main:
+            self.locks.enter_context(writing(checkpoint))
+            if not self.args.no_log:  # a folder of its own, even for two runs in a second
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                log_dir = tempfile.mkdtemp(prefix=f"{tag}-{stamp}-", dir=self.args.log_dir)
+                os.chmod(log_dir, 0o777 & ~current_umask())
         self.checkpoint, self.stage, self.last = checkpoint, name, None
         print(
             f"== {name}: {config.epochs} epochs, {config.optimizer} lr {config.lr}, "
@@ -161,18 +241,7 @@ class _Run:
             f"selecting on {config.select_on} ==",
             flush=True,
         )
-        return config
-
-    def lock(self, checkpoint: Path) -> None:
-        """Hold ``checkpoint``'s lock until the command ends; stop if another run has it."""
-        lock = checkpoint.with_name(f".{checkpoint.name}.lock")
-        try:
-            self.locks.enter_context(exclusive_lock(lock, wait=False))
-        except BlockingIOError:
-            raise ConfigError(
-                f"{checkpoint} is being written by another training run; wait for it to "
-                "finish, or give this run another --out folder"
-            ) from None
+        return replace(config, checkpoint=str(checkpoint), log_dir=log_dir)
 
     def interrupted(self) -> str:
         """One line: what an interruption kept, and how to go on."""
@@ -185,146 +254,94 @@ class _Run:
             )
         return (
             f"interrupted after epoch {self.last['epoch']} of {self.stage}: {self.checkpoint} "
-            f"holds the best epoch so far and can be resumed with "
+            "holds the best epoch so far and can be resumed with "
             f"python -m ncf_lib train --resume {self.checkpoint}"
         )
 
 
-def _check_parts(args: argparse.Namespace, parts: dict, data: NCFData) -> None:
-    for name, ckpt in parts.items():
-        check_same_data(getattr(args, name), ckpt.fingerprint, data)
-        if type(ckpt.model).__name__.lower() != name:
-            raise CheckpointError(
-                f"--{name} {getattr(args, name)} holds a {type(ckpt.model).__name__}, "
-                f"not a {name.upper()}"
-            )
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.pretrain and args.model != "neumf":
+    if args.pretrain and args.model not in (None, "neumf"):
         raise UsageError("--pretrain needs --model neumf")
     if (args.gmf or args.mlp) and not args.pretrain:
         raise UsageError("--gmf/--mlp are the pre-trained parts of --pretrain")
+    if args.resume and args.pretrain:
+        raise UsageError("--resume continues one model's run; it cannot be used with --pretrain")
     resumed = load_checkpoint(args.resume) if args.resume else None
-    if resumed is not None:
-        if args.pretrain:
-            raise UsageError(
-                "--resume continues one model's run; it cannot be used with --pretrain"
-            )
-        if resumed.training is None:
-            raise CheckpointError(f"--resume {args.resume}: this checkpoint has no training state")
-        _from_checkpoint(args, resumed)
-    args.dataset = args.dataset or "ml-1m"
-    args.epochs = args.epochs if args.epochs is not None else TrainConfig().epochs
-    parts = {
-        name: load_checkpoint(path) for name, path in (("gmf", args.gmf), ("mlp", args.mlp)) if path
-    }
-    model_config = ModelConfig(args.factor_num, tuple(args.layers), args.dropout)
-    config = _train_config(args)
-    resolve_device(args.device)
-    check_writable(args.out, "--out")
+    if resumed is not None and resumed.training is None:
+        raise CheckpointError(f"--resume {args.resume}: this checkpoint has no training state")
+    config, model_config, name, num_ng_test = _settings(args, resumed)
+    config = replace(config, progress=not args.no_progress)
+    sampler = args.sampler or (resumed.training["sampler"]["kind"] if resumed else "auto")
+    engine = scale.engine(config, hand_gradients=args.engine == "hand", sampler=sampler)
+    parts = {n: load_checkpoint(p) for n, p in (("gmf", args.gmf), ("mlp", args.mlp)) if p}
+    resolve_device(config.device)
+    check_writable(Path(args.resume).parent if args.resume else args.out, "--out")
     if not args.no_log:
         check_writable(args.log_dir, "--log-dir")
     clock = time.perf_counter()
+    dataset = args.dataset or (resumed.dataset if resumed else "ml-1m")
     data = build_dataset(
-        load_ratings(args.dataset, args.data_dir),
-        num_ng_test=args.num_ng_test,
-        seed=args.seed,
-        validation=args.select_on == "validation",
+        load_ratings(dataset, args.data_dir),
+        num_ng_test=num_ng_test,
+        seed=config.seed,
+        validation=config.select_on == "validation",
+        draw=DRAW,
     )
-    _check_parts(args, parts, data)
-    if resumed is not None:
-        check_same_data(args.resume, resumed.fingerprint, data)
+    for part, ckpt in [*parts.items(), *([("resume", resumed)] if resumed else [])]:
+        check_same_data(getattr(args, part), ckpt.fingerprint, data)
+        if part != "resume" and model_name(ckpt.model) != part:
+            raise CheckpointError(
+                f"--{part} {getattr(args, part)} holds a "
+                f"{type(ckpt.model).__name__}, not a {part.upper()}"
+            )
     print(
         f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items, "
         f"{data.n_train:,} training positives, {data.test.users.size:,} test users x "
         f"{data.test.candidates.shape[1]} candidates ({time.perf_counter() - clock:.1f} s)"
     )
-    pop = evaluate(PopularityScorer.fit(data), data.test, args.top_k)
+    pop = evaluate(PopularityScorer.fit(data), data.test, config.top_k)
+    k = config.top_k
     print(
-        f"reference: popularity test HR@{args.top_k} {pop['hr']:.3f} "
-        f"NDCG@{args.top_k} {pop['ndcg']:.3f}",
-        flush=True,
+        f"reference: popularity test HR@{k} {pop['hr']:.3f} NDCG@{k} {pop['ndcg']:.3f}", flush=True
     )
     with ExitStack() as locks:
-        run = _Run(args, data, locks)
+        stages = _Stages(args, data.name, locks)
 
         def on_epoch(row: dict) -> None:
-            run.last = row
-            _print_epoch(row, config.top_k)
+            stages.last = row
+            _print_epoch(row, k)
 
         try:
-            result = _train(args, data, config, model_config, parts, resumed, run, on_epoch)
+            if args.pretrain:
+                for part in parts:
+                    print(f"== {part}: loaded from {getattr(args, part)} ==")
+                finetune = {"lr": args.finetune_lr, "optimizer": args.finetune_optimizer}
+                result = pretrain_neumf(
+                    data,
+                    config,
+                    model_config,
+                    alpha=args.alpha,
+                    gmf=parts["gmf"].model if "gmf" in parts else None,
+                    mlp=parts["mlp"].model if "mlp" in parts else None,
+                    finetune=finetune,
+                    stage_config=stages.configure,
+                    on_epoch=on_epoch,
+                    engine=engine,
+                ).neumf
+            else:
+                stage = stages.configure(name, config)
+                if resumed is not None:
+                    print(f"resuming after epoch {resumed.training['epoch']} from {args.resume}")
+                    for row in resumed.training["history"]:
+                        _print_epoch(row, k)
+                seed_everything(stage.seed)
+                model = build_model(name, data.n_users, data.n_items, model_config)
+                result = fit(model, data, stage, on_epoch=on_epoch, resume=resumed, engine=engine)
         except KeyboardInterrupt:
-            print(run.interrupted(), file=sys.stderr, flush=True)
+            print(stages.interrupted(), file=sys.stderr, flush=True)
             return 130
-    _report(args, result, clock)
-    return 0
-
-
-def _from_checkpoint(args: argparse.Namespace, ckpt) -> None:
-    """Take every setting of a resumed run from its checkpoint (``--epochs`` may extend it)."""
-    saved = ckpt.train_config
-    for key in (
-        "batch_size",
-        "lr",
-        "optimizer",
-        "l2",
-        "num_ng",
-        "top_k",
-        "seed",
-        "select_on",
-        "patience",
-    ):
-        setattr(args, key, saved[key])
-    args.epochs = args.epochs if args.epochs is not None else saved["epochs"]
-    args.engine = "hand" if saved["hand_gradients"] else "autograd"
-    args.model = model_name(ckpt.model)
-    config = ckpt.model.config
-    args.factor_num, args.layers, args.dropout = (
-        config.factor_num,
-        list(config.layers),
-        config.dropout,
-    )
-    args.dataset = args.dataset or ckpt.dataset
-    args.num_ng_test = ckpt.data["num_ng_test"]
-    args.out = str(Path(args.resume).parent)
-
-
-def _train(args, data, config, model_config, parts, resumed, run: _Run, on_epoch):
-    if args.pretrain:
-        for name in parts:
-            print(f"== {name}: loaded from {getattr(args, name)} ==")
-        return pretrain_neumf(
-            data,
-            config,
-            model_config,
-            alpha=args.alpha,
-            gmf=parts["gmf"].model if "gmf" in parts else None,
-            mlp=parts["mlp"].model if "mlp" in parts else None,
-            finetune={"lr": args.finetune_lr, "optimizer": args.finetune_optimizer},
-            stage_config=run.configure,
-            on_epoch=on_epoch,
-        ).neumf
-    stage = run.configure(args.model, config)
-    if resumed is not None:
-        if Path(stage.checkpoint).resolve() != Path(args.resume).resolve():
-            stage = replace(stage, checkpoint=str(args.resume))
-            run.lock(Path(args.resume))
-            run.checkpoint = Path(args.resume)
-        print(f"resuming after epoch {resumed.training['epoch']} from {args.resume}")
-        for row in resumed.training["history"]:
-            _print_epoch(row, config.top_k)
-        seed_everything(stage.seed)
-        model = build_model(args.model, data.n_users, data.n_items, model_config)
-        return fit(model, data, stage, on_epoch=on_epoch, resume=resumed)
-    return train_model(args.model, data, stage, model_config, on_epoch=on_epoch)
-
-
-def _report(args: argparse.Namespace, result, clock: float) -> None:
-    k = args.top_k
     best = result.best
-    print(f"done in {time.perf_counter() - clock:.1f} s; best epoch chosen on {args.select_on}")
+    print(f"done in {time.perf_counter() - clock:.1f} s; best epoch chosen on {config.select_on}")
     print(f"checkpoint: {result.checkpoint}")
     if not args.no_log:
         print(
@@ -340,98 +357,57 @@ def _report(args: argparse.Namespace, result, clock: float) -> None:
         f"Best epoch {result.best_epoch:03d}: HR = {best['test_hr']:.3f}, "
         f"NDCG = {best['test_ndcg']:.3f}"
     )
-
-
-# --------------------------------------------------------------------------------------
-# evaluate and recommend
-# --------------------------------------------------------------------------------------
+    return 0
 
 
 def _checkpoint_and_data(args: argparse.Namespace):
     ckpt = load_checkpoint(args.checkpoint)
-    dataset = args.dataset or ckpt.dataset
-    ratings = load_ratings(dataset, args.data_dir)
-    data = build_dataset(ratings, **ckpt.data)
+    ratings = load_ratings(args.dataset or ckpt.dataset, args.data_dir)
+    data = build_dataset(ratings, **ckpt.data, draw=DRAW)
     check_same_data(args.checkpoint, ckpt.fingerprint, data)
-    return ckpt, ratings, data
-
-
-def _user_index(data: NCFData, user: str) -> int:
-    """The contiguous id of an original user id given on the command line."""
-    ids = data.user_ids
-    if _original_id(ids, user) is None:
-        raise UnknownIdError(f"--user {user!r}: the user ids of {data.name} are integers")
-    where = _position(ids, user)
-    if where is None:
-        raise UnknownIdError(
-            f"--user {user} is not in {data.name} (original user ids run from "
-            f"{ids[0]} to {ids[-1]})"
-        )
-    return where
+    return ckpt, data
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    ckpt, _, data = _checkpoint_and_data(args)
-    k = args.top_k
     if args.per_user:
         check_writable(Path(args.per_user).parent, "--per-user")
+    ckpt, data = _checkpoint_and_data(args)
+    k = args.top_k
     print(
         f"checkpoint: {args.checkpoint} ({type(ckpt.model).__name__}, epoch {ckpt.epoch}, "
         f"data {data.name})"
+    )
+    print(
+        f"{'scorer':<12} {'split':<11} {f'HR@{k}':>8} {f'NDCG@{k}':>8}"
+        f" {f'full HR@{k}':>11} {f'full NDCG@{k}':>12}"
     )
     scorers = {
         "model": ckpt.model.score,
         "popularity": PopularityScorer.fit(data),
         "random": RandomScorer(args.seed),
     }
-    print(
-        f"{'scorer':<12} {'split':<11} {f'HR@{k}':>8} {f'NDCG@{k}':>8}"
-        f" {f'full HR@{k}':>11} {f'full NDCG@{k}':>12}"
-    )
     for name, scorer in scorers.items():
         for split, eval_set in (("validation", data.validation), ("test", data.test)):
-            if eval_set is None:
-                continue
-            sampled = evaluate(scorer, eval_set, k)
-            full = full_ranking_metrics(
-                scorer, data, eval_set, k, exclude=data.validation if split == "test" else None
-            )
-            print(
-                f"{name:<12} {split:<11} {sampled['hr']:8.3f} {sampled['ndcg']:8.3f}"
-                f" {full['hr']:11.3f} {full['ndcg']:12.3f}"
-            )
+            if eval_set is not None:
+                sampled = evaluate(scorer, eval_set, k)
+                exclude = data.validation if split == "test" else None
+                full = full_ranking_metrics(scorer, data, eval_set, k, exclude=exclude)
+                print(
+                    f"{name:<12} {split:<11} {sampled['hr']:8.3f} {sampled['ndcg']:8.3f}"
+                    f" {full['hr']:11.3f} {full['ndcg']:12.3f}"
+                )
     if args.per_user:
-        path = write_per_user(ckpt.model.score, data, args.per_user)
-        print(f"per-user ranks of the model: {path}")
+        with atomic_write(args.per_user) as tmp:
+            per_user_ranks(ckpt.model.score, data).to_csv(tmp, index=False)
+        print(f"per-user ranks of the model: {args.per_user}")
 
 
-def _original_id(ids: np.ndarray, text: str):
-    """``text`` as an id of the kind ``ids`` holds (int or str), or ``None`` if it cannot be."""
-    if ids.dtype.kind in "iu":
-        try:
-            return int(text)
-        except ValueError:
-            return None
-    return text
-
-
-def _position(ids: np.ndarray, text: str) -> int | None:
-    """Where the original id ``text`` is in the sorted ``ids`` (the contiguous id), or None."""
-    key = _original_id(ids, text)
-    if key is None:
-        return None
-    where = int(np.searchsorted(ids, key))
-    return where if where < ids.size and ids[where] == key else None
-
-
-def _item_index(data: NCFData, text: str, *, titles: bool = True) -> int:
-    """The contiguous id of an item given by its original id or (``titles``) its title."""
-    where = _position(data.item_ids, text)
-    if where is not None:
-        return where
-    if titles:
+def _item(data, text: str) -> int:
+    """An item by its original id, else by its title."""
+    try:
+        return data.item_index(text)
+    except UserError:
         return match_title(text, data.titles, data.item_ids)
-    raise UnknownIdError(f"item id {text} is not in {data.name}")
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
@@ -439,36 +415,29 @@ def cmd_recommend(args: argparse.Namespace) -> None:
         raise UsageError(f"-k must be at least 1, got {args.k}")
     if (args.user is None) == (not (args.like or args.like_ids)):
         raise UsageError("give either --user, or the movies a new user likes (--like/--like-ids)")
-    ckpt, _, data = _checkpoint_and_data(args)
+    ckpt, data = _checkpoint_and_data(args)
     if args.user is not None:
-        user = _user_index(data, args.user)
-        history = data.train_items[slice(*np.searchsorted(data.train_users, [user, user + 1]))]
-        held = [s.items[s.users == user] for s in (data.validation, data.test) if s is not None]
-        history = np.concatenate([history, *held])
-        model, who = (
-            ckpt.model,
-            f"user {data.user_ids[user]} ({history.size} movies rated, excluded)",
-        )
+        user = data.user_index(args.user, what="--user")
+        history, model = data.user_history(user), ckpt.model
+        who = f"user {data.user_ids[user]} ({history.size} movies rated, excluded)"
     else:
         history = np.unique(
             [match_title(t, data.titles, data.item_ids) for t in args.like or []]
-            + [_item_index(data, i, titles=False) for i in args.like_ids or []]
+            + [data.item_index(i, what="--like-ids") for i in args.like_ids or []]
         )
-        model = fold_in(ckpt.model, [history], FoldInConfig(seed=args.seed))
-        user = 0
+        model, user = fold_in(ckpt.model, [history], FoldInConfig(seed=args.seed)), 0
         liked = data.titles[history] if data.titles is not None else data.item_ids[history]
         who = f"a new user who likes {'; '.join(map(str, liked))} (folded in, excluded)"
     items, probs = recommend(model, user, args.k, exclude=history)
     print(f"Top {len(items)} for {who}:")
-    table = recommendation_table(items, probs, data.item_ids, data.titles)
-    print(table.to_string(index=False))
+    print(recommendation_table(items, probs, data.item_ids, data.titles).to_string(index=False))
 
 
 def cmd_similar(args: argparse.Namespace) -> None:
     if args.k < 1:
         raise UsageError(f"-k must be at least 1, got {args.k}")
-    ckpt, _, data = _checkpoint_and_data(args)
-    item = _item_index(data, args.item)
+    ckpt, data = _checkpoint_and_data(args)
+    item = _item(data, args.item)
     items, cosines = similar_items(ckpt.model, item, args.k)
     name = data.titles[item] if data.titles is not None else data.item_ids[item]
     print(
@@ -479,330 +448,120 @@ def cmd_similar(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    ckpt, _, data = _checkpoint_and_data(args)
+    ckpt, data = _checkpoint_and_data(args)
     folder = export_embeddings(ckpt.model, data.user_ids, data.item_ids, data.titles, args.out)
     print(f"wrote {folder}/embeddings.npz, users.csv and items.csv")
 
 
-def write_per_user(scorer, data: NCFData, path: str | Path) -> Path:
-    """One row per held-out item: ``user_id, split, item_id, rank, full_rank`` (0-based; rank
-    among the sampled candidates, full_rank among every item the user did not train on)."""
-    frames = []
-    for split, eval_set in (("validation", data.validation), ("test", data.test)):
-        if eval_set is None:
-            continue
-        sampled = rank_of_first(score_candidates(scorer, eval_set))
-        exclude = data.validation if split == "test" else None
-        full = full_ranks(scorer, data, eval_set, exclude=exclude)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "user_id": data.user_ids[eval_set.users],
-                    "split": split,
-                    "item_id": data.item_ids[eval_set.items],
-                    "rank": sampled.numpy(),
-                    "full_rank": full.numpy(),
-                }
-            )
-        )
-    path = Path(path)
-    with atomic_write(path) as tmp:
-        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
-    return path
-
-
-# --------------------------------------------------------------------------------------
-# reproduce
-# --------------------------------------------------------------------------------------
-
-
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from ncf_lib.study import grid, report, runner
-
-    data, full = grid.build_splits(load_ratings(args.dataset, args.data_dir), seed=42)
-    out = Path(args.out or Path("results") / _slug(args.dataset))
-    specs = grid.paper_grid(args.seeds, args.epochs, args.study_epochs, args.factors)
-    if args.only_main:
-        specs = [s for s in specs if s.study == "main"]
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
-    kept, notes = runner.finished_rows(out / "results.csv")
-    for note in notes:
-        print(note)
-    done = set(kept["key"])
-    todo = [s for s in specs if s.key not in done]
-    speed = grid.seconds_per_million_rows(data)
-    minutes = grid.estimate_seconds(todo, data, speed) / 60 / min(args.jobs, os.cpu_count() or 1)
-    print(f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items")
-    print(
-        f"{len(todo)} runs to do ({len(specs) - len(todo)} already in {out}/results.csv); "
-        f"estimated {minutes:.0f} min of training on this machine",
-        flush=True,
-    )
-
     def show(row: dict) -> None:
         print(
             f"{row['study']:<9} {row['model']:<9} f={row['factors']:<3} seed={row['seed']} "
             f"ng={row['num_ng']} depth={row['depth']}  HR@10 {row['hr@10']:.3f} "
             f"NDCG@10 {row['ndcg@10']:.3f}  corrected HR@10 {row['corrected_hr@10']:.3f}  "
-            f"full HR@10 {row['full_hr@10']:.3f}  "
-            f"epoch {row['epoch']}  {row['seconds']:.0f} s",
+            f"full HR@10 {row['full_hr@10']:.3f}  epoch {row['epoch']}  {row['seconds']:.0f} s",
             flush=True,
         )
 
-    results = runner.run_grid(
-        todo,
-        data,
-        out / "results.csv",
-        full=full,
-        history_path=out / "history.csv",
-        on_row=show,
+    path = reproduce(
+        load_ratings(args.dataset, args.data_dir),
+        args.out or Path("results") / _slug(args.dataset),
+        seeds=args.seeds,
+        epochs=args.epochs,
+        study_epochs=args.study_epochs,
+        factors=args.factors,
+        only_main=args.only_main,
         jobs=args.jobs,
+        on_row=show,
+        say=lambda line: print(line, flush=True),
     )
-    results = results[results["key"].isin({s.key for s in specs})]
-    elsewhere = len(specs) - len(results)
-    if elsewhere:
-        print(
-            f"{elsewhere} runs are being trained by another process into {out}; it adds "
-            "their rows and writes the full report"
-        )
-    histories = runner.read_results(out / "history.csv")
-    summary_path = report.write_report(results, histories, out, dataset_label(data.name))
-    print(report.markdown_summary(report.summary(results)))
-    print(f"report: {summary_path}")
+    print(f"report: {path}")
 
 
-# --------------------------------------------------------------------------------------
-# parser
-# --------------------------------------------------------------------------------------
+def _add(parser, flag: str, kind=str, default=None, text: str = "", **extra) -> None:
+    """One argument: ``kind`` is a type, ``bool`` (a switch), ``[type]`` (one or more) or a
+    tuple of choices."""
+    if kind is bool:
+        extra["action"] = "store_true"
+    elif isinstance(kind, list):
+        extra.update(type=kind[0], nargs="+")
+    elif isinstance(kind, tuple):
+        extra["choices"] = kind
+    else:
+        extra["type"] = kind
+    parser.add_argument(flag, default=default, help=text, **extra)
 
 
-def _data_arguments(parser: argparse.ArgumentParser, *, dataset_default: str | None) -> None:
-    parser.add_argument(
+def _command(commands, name: str, text: str, run, checkpoint: bool = False, **kwargs):
+    """A sub-command with the data arguments (and a checkpoint to read)."""
+    parser = commands.add_parser(name, help=text, **kwargs)
+    if checkpoint:
+        parser.add_argument("checkpoint")
+    _add(
+        parser,
         "--dataset",
-        default=dataset_default,
-        help=DATASET_HELP if dataset_default else "override the dataset recorded in the checkpoint",
+        str,
+        None if checkpoint else "ml-1m",
+        "override the dataset recorded in the checkpoint" if checkpoint else DATASET_HELP,
     )
-    parser.add_argument(
-        "--data-dir",
-        default=None,
-        help="download cache (default: $NCF_DATA_DIR or data/ in the repository)",
-    )
+    _add(parser, "--data-dir", str, None, "download cache (default: $NCF_DATA_DIR or data/)")
+    parser.set_defaults(run=run)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m ncf_lib",
-        description="Neural Collaborative Filtering (GMF, MLP, NeuMF) on MovieLens.",
-    )
+    parser = argparse.ArgumentParser(prog="python -m ncf_lib", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    info = _command(commands, "info", "summarise a dataset and its leave-one-out split", cmd_info)
+    _add(info, "--num-ng-test", int, 99, "sampled negatives per held-out item (default 99)")
+    _add(info, "--seed", int, 42, "seed of the candidates")
 
-    info = commands.add_parser("info", help="summarise a dataset and its leave-one-out split")
-    _data_arguments(info, dataset_default="ml-1m")
-    info.add_argument(
-        "--num-ng-test",
-        type=int,
-        default=99,
-        help="sampled negatives per held-out item (default 99)",
-    )
-    info.add_argument("--seed", type=int, default=42, help="seed of the candidates")
-    info.set_defaults(run=cmd_info)
-
-    d = TrainConfig()
-    m = ModelConfig()
-    train = commands.add_parser(
-        "train",
-        help="train GMF, MLP, NeuMF (--pretrain: with pre-training) or MF",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Train a model with leave-one-out evaluation (HR@K, NDCG@K over 1 held-out + 99\n"
-            "sampled items). Model selection: by default each user's second-latest\n"
-            "interaction is a validation item; the epoch with the best validation HR is\n"
-            "kept and its TEST metrics are reported (per-epoch test metrics are printed to\n"
-            "show the curve). --select-on test picks the epoch on the test items, as the\n"
-            "paper's code and popular ports do: optimistic, for comparison only."
-        ),
-    )
-    _data_arguments(train, dataset_default="ml-1m")
+    train = _command(commands, "train", TRAIN_HELP[0], cmd_train, description=TRAIN_HELP[1])
     train.set_defaults(dataset=None)  # ml-1m, or with --resume the checkpoint's
-    train.add_argument("--model", default="neumf", choices=list(MODELS))
-    train.add_argument(
-        "--epochs", type=int, default=None, help=f"epochs (each stage; default {d.epochs})"
-    )
-    train.add_argument("--batch-size", type=int, default=d.batch_size)
-    train.add_argument("--lr", type=float, default=d.lr, help="learning rate")
-    train.add_argument(
-        "--optimizer",
-        choices=OPTIMIZERS,
-        default=d.optimizer,
-        help="adam (the paper's), sgd, or sparse-adam: only the embedding rows a batch "
-        "uses are updated (much faster per step on large catalogues; another optimiser)",
-    )
-    train.add_argument(
-        "--l2",
-        type=float,
-        default=d.l2,
-        help="L2 penalty on the embedding rows of each batch (default 0)",
-    )
-    train.add_argument(
-        "--factor-num",
-        type=int,
-        default=m.factor_num,
-        help="predictive factors (GMF embedding size)",
-    )
-    train.add_argument(
-        "--layers",
-        type=int,
-        nargs="+",
-        default=list(m.layers),
-        help="MLP widths; the first is the concatenated user+item embedding",
-    )
-    train.add_argument(
-        "--dropout",
-        type=float,
-        default=m.dropout,
-        help="dropout after each hidden MLP layer (default 0, as the paper)",
-    )
-    train.add_argument(
-        "--num-ng",
-        type=int,
-        default=d.num_ng,
-        help="training negatives per positive, re-sampled every epoch",
-    )
-    train.add_argument(
-        "--num-ng-test",
-        type=int,
-        default=99,
-        help="sampled negatives per held-out item (default 99: the paper's 100 candidates)",
-    )
-    train.add_argument("--top-k", type=int, default=d.top_k)
-    train.add_argument("--seed", type=int, default=d.seed)
-    train.add_argument(
-        "--select-on",
-        choices=["validation", "test"],
-        default=d.select_on,
-        help="which held-out items choose the best epoch (default validation)",
-    )
-    train.add_argument(
-        "--patience",
-        type=int,
-        default=None,
-        help="early stopping: epochs without a better selection HR",
-    )
-    train.add_argument(
-        "--pretrain",
-        action="store_true",
-        help="with --model neumf: train GMF and MLP first (or load --gmf/--mlp), "
-        "then fine-tune NeuMF initialised from them",
-    )
-    train.add_argument("--gmf", metavar="CKPT", help="pre-trained GMF checkpoint")
-    train.add_argument("--mlp", metavar="CKPT", help="pre-trained MLP checkpoint")
-    train.add_argument(
-        "--alpha",
-        type=float,
-        default=0.5,
-        help="weight of GMF in the pre-trained output layer (paper: 0.5)",
-    )
-    train.add_argument(
-        "--finetune-optimizer",
-        choices=["adam", "sgd"],
-        default=FINETUNE["optimizer"],
-        help="optimiser of the pre-trained NeuMF (paper: sgd)",
-    )
-    train.add_argument(
-        "--finetune-lr",
-        type=float,
-        default=FINETUNE["lr"],
-        help="learning rate of the pre-trained NeuMF",
-    )
-    train.add_argument(
-        "--resume",
-        metavar="CKPT",
-        help="continue the interrupted run that wrote CKPT, with its settings (--epochs "
-        "may extend it); reaches the numbers of an uninterrupted run",
-    )
-    train.add_argument("--out", default="checkpoints", help="checkpoint folder")
-    train.add_argument("--log-dir", default="runs", help="TensorBoard folder")
-    train.add_argument("--no-log", action="store_true", help="no TensorBoard logs")
-    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    train.add_argument(
-        "--engine",
-        choices=["hand", "autograd"],
-        default="hand",
-        help="gradients on the CPU: hand (default; ncf_lib.hand_gradients, the "
-        "same numbers as autograd, faster) or autograd",
-    )
-    train.add_argument("--no-progress", action="store_true", help="no progress bars")
-    train.set_defaults(run=cmd_train)
+    _add(train, "--model", tuple(MODELS), None, "the model (default neumf)")
+    add_config_flags(train, TrainConfig, skip=OWN_FIELDS)
+    add_config_flags(train, ModelConfig)
+    _add(train, "--num-ng-test", int, None, "sampled negatives per held-out item (default 99)")
+    _add(train, "--pretrain", bool, False, "with --model neumf: pre-train GMF and MLP first")
+    _add(train, "--gmf", str, None, "--pretrain with this trained GMF", metavar="CKPT")
+    _add(train, "--mlp", str, None, "--pretrain with this trained MLP", metavar="CKPT")
+    _add(train, "--alpha", float, 0.5, "weight of GMF in the pre-trained NeuMF (paper: 0.5)")
+    _add(train, "--finetune-optimizer", ("adam", "sgd"), FINETUNE["optimizer"], "(paper: sgd)")
+    _add(train, "--finetune-lr", float, FINETUNE["lr"], "learning rate of the pre-trained NeuMF")
+    _add(train, "--resume", str, None, "continue the run that wrote CKPT", metavar="CKPT")
+    _add(train, "--out", str, "checkpoints", "checkpoint folder")
+    _add(train, "--log-dir", str, "runs", "TensorBoard folder")
+    _add(train, "--no-log", bool, False, "no TensorBoard logs")
+    _add(train, "--no-progress", bool, False, "no progress bars")
+    _add(train, "--engine", ("autograd", "hand"), "autograd", "hand: ncf_lib.scale.hand_gradients")
+    _add(train, "--sampler", scale.SAMPLERS, None, "negatives (default auto: torch on CUDA)")
 
-    ev = commands.add_parser("evaluate", help="sampled and full-ranking metrics of a checkpoint")
-    ev.add_argument("checkpoint")
-    _data_arguments(ev, dataset_default=None)
-    ev.add_argument("--top-k", type=int, default=10)
-    ev.add_argument("--seed", type=int, default=0, help="seed of the random reference scorer")
-    ev.set_defaults(run=cmd_evaluate)
-
-    ev.add_argument(
-        "--per-user", metavar="CSV", help="also write each held-out item's rank per user"
-    )
-
-    rec = commands.add_parser(
-        "recommend", help="top-k movies for a user, or for a new user from liked movies"
-    )
-    rec.add_argument("checkpoint")
-    rec.add_argument("--user", help="original user id (as in the ratings file)")
-    rec.add_argument(
-        "--like",
-        action="append",
-        metavar="TITLE",
-        help="a movie a new user likes, by title (repeat it); the user is folded in",
-    )
-    rec.add_argument("--like-ids", nargs="+", metavar="ID", help="liked movies by original id")
-    rec.add_argument("-k", type=int, default=10, help="how many movies")
-    rec.add_argument("--seed", type=int, default=0, help="seed of the fold-in")
-    _data_arguments(rec, dataset_default=None)
-    rec.set_defaults(run=cmd_recommend)
-
-    sim = commands.add_parser("similar", help="the movies closest to one in the model's space")
-    sim.add_argument("checkpoint")
-    sim.add_argument("--item", required=True, help="original item id or title")
-    sim.add_argument("-k", type=int, default=10, help="how many movies")
-    _data_arguments(sim, dataset_default=None)
-    sim.set_defaults(run=cmd_similar)
-
-    exp = commands.add_parser(
-        "export", help="user and item embeddings with ids and titles (.npz and .csv)"
-    )
-    exp.add_argument("checkpoint")
+    ev = _command(commands, "evaluate", "sampled and full-ranking metrics", cmd_evaluate, True)
+    _add(ev, "--top-k", int, 10, "K of HR@K and NDCG@K")
+    _add(ev, "--seed", int, 0, "seed of the random reference scorer")
+    _add(ev, "--per-user", str, None, "also write each held-out item's rank", metavar="CSV")
+    rec = _command(commands, "recommend", "top-k movies for a user", cmd_recommend, True)
+    _add(rec, "--user", str, None, "original user id (as in the ratings file)")
+    _add(rec, "--like", str, None, "a movie a new user likes (repeat it)", action="append")
+    _add(rec, "--like-ids", [str], None, "movies a new user likes, by original id")
+    _add(rec, "-k", int, 10, "how many movies")
+    _add(rec, "--seed", int, 0, "seed of the fold-in")
+    sim = _command(commands, "similar", "the movies closest to one", cmd_similar, True)
+    _add(sim, "--item", str, None, "original item id or title", required=True)
+    _add(sim, "-k", int, 10, "how many movies")
+    exp = _command(commands, "export", "embeddings with ids and titles", cmd_export, True)
     exp.add_argument("out", help="folder for embeddings.npz, users.csv, items.csv")
-    _data_arguments(exp, dataset_default=None)
-    exp.set_defaults(run=cmd_export)
 
-    rep = commands.add_parser(
-        "reproduce",
-        help="the paper's results table and studies, with MF and ItemPop",
-        description="Train every model of the paper's table (ItemPop, MF, GMF, MLP, NeuMF, "
-        "NeuMF with pre-training) over several seeds, plus the studies (factors, "
-        "negatives, depth). Resumes from OUT/results.csv; writes OUT/summary.md "
-        "and plots.",
+    rep = _command(
+        commands, "reproduce", REPRODUCE_HELP[0], cmd_reproduce, description=REPRODUCE_HELP[1]
     )
-    _data_arguments(rep, dataset_default="ml-1m")
-    rep.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    rep.add_argument("--epochs", type=int, default=20, help="epochs of the main runs")
-    rep.add_argument(
-        "--study-epochs", type=int, default=10, help="epochs of the negatives and depth studies"
-    )
-    rep.add_argument("--factors", type=int, nargs="+", default=[8, 16, 32, 64])
-    rep.add_argument("--only-main", action="store_true", help="skip the studies")
-    rep.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="runs trained at once, one thread each (default 1; use the number "
-        "of cores: 2 halves the time on 2 cores)",
-    )
-    rep.add_argument("--out", default=None, help="results folder (default results/DATASET)")
-    rep.set_defaults(run=cmd_reproduce)
+    _add(rep, "--seeds", [int], [0, 1, 2], "seeds of every run")
+    _add(rep, "--epochs", int, 20, "epochs of the main runs")
+    _add(rep, "--study-epochs", int, 10, "epochs of the negatives and depth studies")
+    _add(rep, "--factors", [int], [8, 16, 32, 64], "predictive factors of the factors study")
+    _add(rep, "--only-main", bool, False, "skip the studies")
+    _add(rep, "--jobs", int, 1, "runs trained at once, one thread each (the number of cores)")
+    _add(rep, "--out", str, None, "results folder (default results/DATASET)")
     return parser
 
 
@@ -813,7 +572,7 @@ def _terminate(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)  # end like Ctrl-C: say what was kept
-    ranks = distributed.from_environment()  # under torchrun, only rank 0 prints
+    ranks = from_environment()  # under torchrun, only rank 0 prints
     quiet = ranks is not None and not ranks.main
     try:
         with open(os.devnull, "w") if quiet else nullcontext(sys.stdout) as out:

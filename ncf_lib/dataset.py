@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from ncf_lib.errors import ConfigError, DataError
+from ncf_lib.errors import ConfigError, DataError, UnknownIdError
 from ncf_lib.ratings import Ratings
 
 #: Largest users x items for which membership tests use a dense bool table (bytes).
@@ -120,6 +121,52 @@ class NCFData:
         hi = np.searchsorted(self.train_users, users + 1)
         return np.repeat(np.arange(users.size), hi - lo), self.train_items[_ranges(lo, hi)]
 
+    def user_index(self, user: str | int, what: str = "user") -> int:
+        """The contiguous id of an original user id (as in the ratings file).
+
+        Raises:
+            UnknownIdError: no such user; the message starts with ``what`` (a flag, say)
+                and gives the range of the ids.
+        """
+        where = _position(self.user_ids, user)
+        if where is None:
+            raise UnknownIdError(
+                f"{what} {user} is not in {self.name} (its user ids run from "
+                f"{self.user_ids[0]} to {self.user_ids[-1]})"
+            )
+        return where
+
+    def item_index(self, item: str | int, what: str = "item id") -> int:
+        """The contiguous id of an original item id.
+
+        Raises:
+            UnknownIdError: no such item (the message starts with ``what``).
+        """
+        where = _position(self.item_ids, item)
+        if where is None:
+            raise UnknownIdError(f"{what} {item} is not in {self.name}")
+        return where
+
+    def user_history(self, user: int) -> np.ndarray:
+        """``(n,)`` every item a contiguous user id interacted with: training positives,
+        then the validation and test items."""
+        lo, hi = np.searchsorted(self.train_users, [user, user + 1])
+        held = [s.items[s.users == user] for s in (self.validation, self.test) if s is not None]
+        return np.concatenate([self.train_items[lo:hi], *held])
+
+
+def _position(ids: np.ndarray, text: str | int) -> int | None:
+    """Where the original id ``text`` is in the sorted ``ids``, or ``None`` (also when it
+    is not an id of the kind ``ids`` holds)."""
+    key: str | int = str(text)
+    if ids.dtype.kind in "iu":
+        try:
+            key = int(text)
+        except ValueError:
+            return None
+    where = int(np.searchsorted(ids, key))
+    return where if where < ids.size and ids[where] == key else None
+
 
 def reindex(ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Map original user and item ids to contiguous ``0..n-1`` in increasing id order.
@@ -198,71 +245,6 @@ def sample_candidates(
     return out
 
 
-#: Largest catalogue whose candidates :func:`build_dataset` draws with
-#: :func:`sample_candidates` (a random score for every user x item: MovieLens-1M and smaller);
-#: above it, :func:`sample_candidates_sparse` (work proportional to the candidates drawn).
-DENSE_CANDIDATE_ITEMS = 10_000
-
-
-def sample_candidates_sparse(
-    users: np.ndarray,
-    held_out: np.ndarray,
-    interacted_keys: np.ndarray,
-    n_items: int,
-    num_ng_test: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """:func:`sample_candidates` for large catalogues: the same distribution (uniform without
-    replacement over each user's unseen items), another random stream, in time
-    proportional to ``users x num_ng_test`` instead of ``users x n_items``.
-
-    Each round draws ``2 * num_ng_test`` items with replacement for every user still short,
-    and keeps, in draw order, those the user never interacted with and that are not already
-    kept: the first ``num_ng_test`` distinct unseen items of a uniform random sequence, a
-    uniform random subset. Users still short after 8 rounds (almost every item seen) get
-    :func:`sample_candidates`.
-    """
-    out = np.empty((users.size, 1 + num_ng_test), dtype=np.int64)
-    for start in range(0, users.size, 1 << 15):  # bounded memory: 32k users at a time
-        part = slice(start, start + (1 << 15))
-        out[part] = _unseen_by_rejection(
-            users[part], held_out[part], interacted_keys, n_items, num_ng_test, rng
-        )
-    return out
-
-
-def _unseen_by_rejection(users, held_out, interacted_keys, n_items, num_ng_test, rng):
-    """The rounds of :func:`sample_candidates_sparse` for one block of users."""
-    out = np.full((users.size, num_ng_test), -1, dtype=np.int64)
-    filled = np.zeros(users.size, dtype=np.int64)
-    todo = np.arange(users.size)
-    for _ in range(8):
-        if todo.size == 0:
-            break
-        draws = rng.integers(0, n_items, (todo.size, 2 * num_ng_test))
-        keys = users[todo, None].astype(np.int64) * n_items + draws
-        where = np.minimum(np.searchsorted(interacted_keys, keys), interacted_keys.size - 1)
-        fresh = interacted_keys[where] != keys  # never interacted with
-        row = np.concatenate([out[todo], draws], axis=1)  # kept so far, then the new draws
-        order = np.argsort(row, axis=1, kind="stable")
-        ranked = np.take_along_axis(row, order, 1)
-        repeat = np.zeros_like(row, dtype=bool)  # a second copy of an item, in row order
-        same = np.c_[np.zeros((row.shape[0], 1), bool), ranked[:, 1:] == ranked[:, :-1]]
-        np.put_along_axis(repeat, order, same, 1)
-        keep = fresh & ~repeat[:, num_ng_test:]
-        slot = filled[todo, None] + np.cumsum(keep, axis=1) - 1
-        keep &= slot < num_ng_test
-        rows = np.broadcast_to(todo[:, None], keep.shape)
-        out[rows[keep], slot[keep]] = draws[keep]
-        filled[todo] += keep.sum(axis=1)
-        todo = todo[filled[todo] < num_ng_test]
-    if todo.size:
-        out[todo] = sample_candidates(
-            users[todo], held_out[todo], interacted_keys, n_items, num_ng_test, rng
-        )[:, 1:]
-    return np.concatenate([held_out[:, None].astype(np.int64), out], axis=1)
-
-
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(lo[i], hi[i])`` for all ``i``, without a Python loop."""
     lengths = hi - lo
@@ -276,6 +258,7 @@ def build_dataset(
     validation: bool = True,
     seed: int = 42,
     timings: dict[str, float] | None = None,
+    draw: Callable[..., np.ndarray] = sample_candidates,
 ) -> NCFData:
     """Re-index, split leave-one-out and draw the evaluation candidates.
 
@@ -287,6 +270,10 @@ def build_dataset(
         seed: fixes the candidates.
         timings: if given, receives the seconds of each stage (``reindex``, ``split``,
             ``candidates``).
+        draw: the candidate sampler, called as :func:`sample_candidates` is (for catalogues
+            of tens of thousands of items,
+            :func:`ncf_lib.scale.candidates.large_catalogue_candidates` takes time
+            proportional to the candidates instead of users x items).
     """
     if num_ng_test < 1:
         raise ConfigError(
@@ -324,7 +311,6 @@ def build_dataset(
         )
     mark = _lap(timings, "split", mark)
     rng = np.random.default_rng(seed)
-    draw = sample_candidates if n_items <= DENSE_CANDIDATE_ITEMS else sample_candidates_sparse
     test_set = EvalSet(
         users[test], draw(users[test], items[test], all_keys, n_items, num_ng_test, rng)
     )

@@ -9,7 +9,6 @@ gets (``0o666`` less the umask), not the private ``0o600`` of a temporary file.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -74,25 +73,3 @@ def exclusive_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextmanager
-def claim(path: str | Path, key: str) -> Iterator[bool]:
-    """Try to claim ``key`` among the processes sharing ``path``, without waiting.
-
-    Yields ``True`` while this process holds the claim, ``False`` when another one does
-    (so work can be shared: each process takes what nobody holds). A claim is a lock on
-    one byte of ``path`` chosen by ``key``'s hash, and ends with the block or the process.
-    """
-    offset = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")
-    with open(path, "a+") as handle:
-        try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
-            held = True
-        except (BlockingIOError, PermissionError):
-            held = False
-        try:
-            yield held
-        finally:
-            if held:
-                fcntl.lockf(handle, fcntl.LOCK_UN, 1, offset)

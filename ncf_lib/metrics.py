@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ncf_lib.dataset import EvalSet, NCFData
@@ -102,9 +103,21 @@ def evaluate(
         NonFiniteScoresError: a score is NaN or infinite.
     """
     check_top_k(k, eval_set.candidates.shape[1], "candidates per user")
+    ranks = sampled_ranks(scorer, eval_set, device=device)
+    return {"hr": hit_rate(ranks, k), "ndcg": ndcg(ranks, k)}
+
+
+def sampled_ranks(
+    scorer: Scorer, eval_set: EvalSet, *, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """``(n,)`` rank of each held-out item among its candidates.
+
+    Raises:
+        NonFiniteScoresError: a score is NaN or infinite.
+    """
     scores = score_candidates(scorer, eval_set, device=device)
     _check_finite(scores)
-    return sampled_metrics(scores, k)
+    return rank_of_first(scores)
 
 
 def check_top_k(k: int, n: int, what: str) -> None:
@@ -193,3 +206,25 @@ def _known_mask(data: NCFData, users: np.ndarray, exclude: EvalSet | None) -> np
         has = exclude.users[where] == users
         mask[np.flatnonzero(has), exclude.items[where[has]]] = True
     return mask
+
+
+def per_user_ranks(scorer: Scorer, data: NCFData) -> pd.DataFrame:
+    """One row per held-out item: ``user_id, split, item_id, rank, full_rank`` (original
+    ids; 0-based ranks among the sampled candidates and among every item the user did not
+    train on, as :func:`evaluate` and :func:`full_ranking_metrics` count them)."""
+    frames = []
+    for split, eval_set in (("validation", data.validation), ("test", data.test)):
+        if eval_set is not None:
+            exclude = data.validation if split == "test" else None
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "user_id": data.user_ids[eval_set.users],
+                        "split": split,
+                        "item_id": data.item_ids[eval_set.items],
+                        "rank": sampled_ranks(scorer, eval_set).numpy(),
+                        "full_rank": full_ranks(scorer, data, eval_set, exclude=exclude).numpy(),
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)

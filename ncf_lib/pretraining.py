@@ -16,7 +16,7 @@ from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError
 from ncf_lib.metrics import evaluate
 from ncf_lib.models import GMF, MLP, ModelConfig, NeuMF
-from ncf_lib.train import FitResult, TrainConfig, fit, seed_everything, train_model
+from ncf_lib.train import Engine, FitResult, TrainConfig, fit, seed_everything, train_model
 
 #: Fine-tuning of the pre-trained NeuMF: plain SGD, as in the paper, with a learning rate
 #: chosen on the validation items of MovieLens-100K (0.001, as one port uses, barely moves
@@ -78,6 +78,7 @@ def pretrain_neumf(
     finetune: dict | None = None,
     stage_config: Callable[[str, TrainConfig], TrainConfig] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    engine: Engine = Engine(),
 ) -> PretrainResult:
     """Train GMF and MLP with ``config`` (unless given), then fine-tune NeuMF built from them.
 
@@ -91,7 +92,7 @@ def pretrain_neumf(
         gmf, mlp: parts trained already (e.g. loaded from checkpoints).
         stage_config: ``(stage, config) -> config`` for each stage (``gmf``, ``mlp``,
             ``neumf-pretrained``), e.g. to give each its own checkpoint path.
-        on_epoch: passed to :func:`ncf_lib.train.fit` in every stage.
+        on_epoch, engine: passed to :func:`ncf_lib.train.fit` in every stage.
     """
     stage = stage_config or (lambda _, c: c)
     fits: dict[str, FitResult | None] = {"gmf": None, "mlp": None}
@@ -99,7 +100,7 @@ def pretrain_neumf(
     for name in ("gmf", "mlp"):
         if parts[name] is None:
             fits[name] = train_model(
-                name, data, stage(name, config), model_config, on_epoch=on_epoch
+                name, data, stage(name, config), model_config, on_epoch=on_epoch, engine=engine
             )
             parts[name] = fits[name].model
     if alpha is None:
@@ -107,6 +108,5 @@ def pretrain_neumf(
     tuned = stage("neumf-pretrained", finetune_config(config, **(finetune or {})))
     seed_everything(tuned.seed)
     model = pretrained_neumf(parts["gmf"], parts["mlp"], alpha)
-    return PretrainResult(
-        fits["gmf"], fits["mlp"], fit(model, data, tuned, on_epoch=on_epoch), alpha
-    )
+    neumf = fit(model, data, tuned, on_epoch=on_epoch, engine=engine)
+    return PretrainResult(fits["gmf"], fits["mlp"], neumf, alpha)

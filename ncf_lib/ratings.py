@@ -17,6 +17,7 @@ import pandas as pd
 from ncf_lib.download import DATASETS, fetch
 from ncf_lib.errors import DataError, MissingFileError
 from ncf_lib.files import atomic_write
+from ncf_lib.synthetic import ML1M_SHAPE, synthetic_movies, synthetic_ratings
 
 #: Column names and dtypes of a ratings table with integer ids (names are kept as ``object``).
 RATING_DTYPES = {"user_id": "int64", "item_id": "int64", "rating": "float32", "timestamp": "int64"}
@@ -294,8 +295,6 @@ def load_ratings(
         seed: seed of the synthetic generator (ignored for real data).
         progress: progress bar while downloading.
     """
-    from ncf_lib.synthetic import ML1M_SHAPE, synthetic_movies, synthetic_ratings  # uses us
-
     text = str(dataset)
     match = _SYNTHETIC.match(text)
     if match:

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 
 from ncf_lib.errors import ConfigError
-from ncf_lib.ratings import RATING_DTYPES
 
 #: Shape of MovieLens-1M, the default size of the synthetic data.
 ML1M_SHAPE = (6040, 3706, 1_000_209)
@@ -89,12 +88,12 @@ def synthetic_ratings(
     clock[order] = running - np.repeat(running[first] - gaps[order][first], counts)
     return pd.DataFrame(
         {
-            "user_id": user + 1,
-            "item_id": item + 1,
-            "rating": rating,
-            "timestamp": start_time[user] + clock,
+            "user_id": (user + 1).astype(np.int64),
+            "item_id": (item + 1).astype(np.int64),
+            "rating": rating.astype(np.float32),
+            "timestamp": (start_time[user] + clock).astype(np.int64),
         }
-    ).astype(RATING_DTYPES)
+    )
 
 
 def _top_in_order(keys: np.ndarray, k: int) -> np.ndarray:

@@ -12,9 +12,10 @@ import sys
 
 import torch
 
+from ncf_lib import scale
 from ncf_lib.dataset import build_dataset
-from ncf_lib.distributed import from_environment
 from ncf_lib.ratings import load_ratings
+from ncf_lib.scale.distributed import from_environment
 from ncf_lib.train import TrainConfig, train_model
 
 SHAPE = "synthetic:90x300x1800"
@@ -35,7 +36,8 @@ def main() -> None:
             raise RuntimeError(f"rank {fail} fails on purpose after epoch {row['epoch']}")
 
     data = build_dataset(load_ratings(SHAPE), seed=42)
-    result = train_model(model, data, config(batch), on_epoch=on_epoch)
+    settings = config(batch)
+    result = train_model(model, data, settings, on_epoch=on_epoch, engine=scale.engine(settings))
     if ranks is None or ranks.main:
         torch.save({"state": result.model.state_dict(), "history": result.history}, out)
 

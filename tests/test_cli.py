@@ -219,3 +219,53 @@ def test_a_bug_keeps_its_traceback(monkeypatch, capsys):
     with pytest.raises(ValueError, match="internal invariant"):
         main(["info", "--dataset", "synthetic:50x60x900"])
     assert "error:" not in capsys.readouterr().err
+
+
+# ---- one schema: train flags from TrainConfig and ModelConfig, resume through it ----------
+
+
+def test_every_training_setting_has_a_flag_with_its_default():
+    from dataclasses import fields
+
+    from ncf_lib.cli import OWN_FIELDS, build_parser
+    from ncf_lib.models import ModelConfig
+    from ncf_lib.train import TrainConfig
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    actions = {a.dest: a for a in train._actions}
+    for cls in (TrainConfig, ModelConfig):
+        for f in fields(cls):
+            if f.name in OWN_FIELDS:
+                continue
+            action = actions[f.name]
+            assert action.option_strings == ["--" + f.name.replace("_", "-")]
+            assert action.help and "``" not in action.help, f.name
+            assert action.choices == f.metadata.get("choices"), f.name
+    assert "(default 256)" in actions["batch_size"].help
+    assert actions["select_on"].choices == ("validation", "test", "last")
+
+
+def test_a_setting_only_the_config_knew_is_a_flag_now(tmp_path, capsys):
+    assert _train(tmp_path, "--model", "gmf", "--select-on", "last", "--evaluate-start") == 0
+    out = capsys.readouterr().out
+    assert "epoch 000  (before training)" in out and "best epoch chosen on last" in out
+    assert "Best epoch 001" in out  # last: the final epoch, not epoch 0
+
+
+def test_resume_refuses_a_setting_that_differs_and_may_extend_the_epochs(tmp_path, capsys):
+    assert _train(tmp_path, "--model", "gmf", "--no-log", "--lr", "0.002") == 0
+    ckpt = str(tmp_path / "ck" / "synthetic_120x200x3000-gmf.pt")
+    resume = ["train", "--resume", ckpt, "--no-progress", "--no-log"]
+    for flag, value, saved in [("--lr", "0.01", "lr 0.002"), ("--model", "mlp", "model gmf"),
+                               ("--batch-size", "64", "batch_size 256"),
+                               ("--layers", "32", "layers 64 32 16 8")]:  # fmt: skip
+        _one_line_error([*resume, flag, value], capsys, f"{flag} {value}", saved, ckpt)
+    capsys.readouterr()
+    assert main([*resume, "--lr", "0.002", "--model", "gmf"]) == 0  # the saved values: fine
+    out = capsys.readouterr().out
+    assert "resuming after epoch 1" in out and "epoch 002" not in out
+    assert main([*resume, "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "== gmf: 3 epochs, adam lr 0.002" in out
+    shown = [line[:9] for line in out.splitlines() if line.startswith("epoch ")]
+    assert shown == ["epoch 001", "epoch 002", "epoch 003"]  # the saved epoch, then two more

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from ncf_lib import dataset as dataset_module
 from ncf_lib import ratings as ratings_module
 from ncf_lib import synthetic
 from ncf_lib.dataset import NCFData, build_dataset, leave_one_out, reindex
+from ncf_lib.errors import UnknownIdError
 from ncf_lib.ratings import (
     RATING_DTYPES,
     DataFormatError,
@@ -21,7 +21,9 @@ from ncf_lib.ratings import (
     read_movies,
     read_ratings,
 )
-from ncf_lib.sampling import TorchSampler, batches, epoch_arrays, sample_negatives
+from ncf_lib.sampling import batches, epoch_arrays, sample_negatives
+from ncf_lib.scale import candidates as candidates_module
+from ncf_lib.scale.sampler import TorchSampler
 from ncf_lib.synthetic import synthetic_ratings
 
 
@@ -313,7 +315,7 @@ def test_real_movielens_100k(ml100k_dir):
 def test_device_sampler_follows_the_same_rules(small_data, monkeypatch, dense_mask):
     d = small_data
     if not dense_mask:  # force the sorted-keys path used for very large catalogues
-        monkeypatch.setattr("ncf_lib.sampling.DENSE_MASK_LIMIT", 0)
+        monkeypatch.setattr("ncf_lib.scale.sampler.DENSE_MASK_LIMIT", 0)
     sampler = TorchSampler(d, 4, seed=3, device="cpu")
     assert (sampler.mask is None) != dense_mask
     users, items, labels = sampler.epoch()
@@ -387,7 +389,7 @@ def test_sparse_candidates_are_distinct_unseen_and_uniform():
     keys = np.sort(np.concatenate([u * 100 + items for u, items in seen.items()]))
     users = np.r_[np.zeros(20_000, dtype=np.int64), [1]]
     held = np.r_[np.full(20_000, seen[0][0]), [seen[1][0]]]
-    got = dataset_module.sample_candidates_sparse(users, held, keys, 100, 3, rng)
+    got = candidates_module.sample_candidates_sparse(users, held, keys, 100, 3, rng)
     assert got.shape == (20_001, 4) and np.array_equal(got[:, 0], held)
     negatives = got[:, 1:]
     assert all(len(set(row)) == 3 for row in negatives.tolist())  # distinct in each row
@@ -400,12 +402,30 @@ def test_sparse_candidates_are_distinct_unseen_and_uniform():
 
 
 def test_large_catalogues_draw_candidates_by_rejection(small_ratings, monkeypatch):
-    monkeypatch.setattr(dataset_module, "DENSE_CANDIDATE_ITEMS", 10)
-    data = build_dataset(small_ratings, num_ng_test=50, seed=7)
-    again = build_dataset(small_ratings, num_ng_test=50, seed=7)
+    monkeypatch.setattr(candidates_module, "DENSE_CANDIDATE_ITEMS", 10)
+    draw = candidates_module.large_catalogue_candidates
+    data = build_dataset(small_ratings, num_ng_test=50, seed=7, draw=draw)
+    again = build_dataset(small_ratings, num_ng_test=50, seed=7, draw=draw)
     assert data.test.candidates.shape == (data.n_users, 51)
     for eval_set in (data.test, data.validation):
         keys = eval_set.users[:, None] * data.n_items + eval_set.candidates[:, 1:]
         assert not np.isin(keys, data.train_keys).any()
         assert all(len(set(row)) == 51 for row in eval_set.candidates.tolist())
     assert np.array_equal(again.test.candidates, data.test.candidates)  # one seed, one draw
+    dense = build_dataset(small_ratings, num_ng_test=50, seed=7)  # the default sampler
+    assert not np.array_equal(dense.test.candidates, data.test.candidates)
+
+
+def test_ids_and_histories_by_original_id(small_data):
+    d = small_data
+    user = d.user_index(str(d.user_ids[5]))
+    assert user == 5 and d.item_index(str(d.item_ids[7])) == 7
+    history = d.user_history(5)
+    assert d.test.items[d.test.users == 5][0] in history
+    assert d.validation.items[d.validation.users == 5][0] in history
+    assert set(history) == set(d.train_items[d.train_users == 5]) | set(history[-2:])
+    for bad in ("nobody", str(d.user_ids[-1] + 1), "1.5"):
+        with pytest.raises(UnknownIdError, match=f"--user {bad} is not in"):
+            d.user_index(bad, what="--user")
+    with pytest.raises(UnknownIdError, match="item id 0 is not in"):
+        d.item_index("0")

@@ -13,9 +13,9 @@ import torch
 from conftest import REPO
 
 from ncf_lib.dataset import build_dataset
-from ncf_lib.distributed import Ranks, shard
 from ncf_lib.errors import ConfigError
 from ncf_lib.ratings import load_ratings
+from ncf_lib.scale.distributed import Ranks, shard
 
 SCRIPT = REPO / "tests" / "ddp_fit.py"
 METRICS = ["loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg"]

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from ncf_lib import hand_gradients
+from ncf_lib import scale
 from ncf_lib.models import GMF, MLP, MODELS, ModelConfig, NeuMF, build_model
+from ncf_lib.scale import hand_gradients
 from ncf_lib.train import TrainConfig, fit, seed_everything, train_model
 
 QUICK = dict(progress=False, batch_size=256)
@@ -39,8 +40,9 @@ def test_hand_gradients_are_autograds_bit_for_bit(name, layers):
 
 @pytest.mark.parametrize("name, l2", [("gmf", 0.0), ("mlp", 0.0), ("neumf", 0.0), ("mf", 1e-3)])
 def test_training_with_the_engine_is_training_with_autograd(small_data, name, l2):
+    config = TrainConfig(epochs=2, l2=l2, **QUICK)
     runs = [
-        train_model(name, small_data, TrainConfig(epochs=2, l2=l2, hand_gradients=hand, **QUICK))
+        train_model(name, small_data, config, engine=scale.engine(config, hand_gradients=hand))
         for hand in (True, False)
     ]
     pd.testing.assert_frame_equal(runs[0].history[METRICS], runs[1].history[METRICS])
@@ -59,7 +61,8 @@ class SumGMF(GMF):
 def _trained(model_class, data, hand: bool):
     seed_everything(0)
     model = model_class(data.n_users, data.n_items, ModelConfig(factor_num=8))
-    return fit(model, data, TrainConfig(epochs=1, hand_gradients=hand, **QUICK)).model
+    config = TrainConfig(epochs=1, **QUICK)
+    return fit(model, data, config, engine=scale.engine(config, hand_gradients=hand)).model
 
 
 def test_a_subclass_with_another_forward_trains_through_autograd(small_data):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 import torch
 
+from ncf_lib import scale
 from ncf_lib.checkpoints import load_checkpoint
 from ncf_lib.models import MODELS, ModelConfig, build_model
-from ncf_lib.optimizers import SparseRowAdam, make_optimizer
+from ncf_lib.scale.optimizers import SparseRowAdam, make_optimizer
 from ncf_lib.train import TrainConfig, train_epoch, train_model
 
 QUICK = dict(progress=False, batch_size=256)
@@ -24,7 +27,7 @@ def _step(model, optimizer, users, items):
 def test_only_the_rows_a_batch_uses_change(name):
     torch.manual_seed(0)
     model = build_model(name, 30, 40, ModelConfig(factor_num=8, layers=(16, 8)))
-    optimizer = make_optimizer(model, "sparse-adam", 0.01)
+    optimizer = make_optimizer(model, TrainConfig(optimizer="sparse-adam", lr=0.01))
     assert isinstance(optimizer, SparseRowAdam)
     _step(model, optimizer, torch.tensor([1, 2, 2]), torch.tensor([5, 6, 7]))
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -41,7 +44,7 @@ def test_only_the_rows_a_batch_uses_change(name):
 def test_dense_adam_moves_rows_a_batch_did_not_use():
     torch.manual_seed(0)
     model = build_model("gmf", 30, 40, ModelConfig(factor_num=8))
-    optimizer = make_optimizer(model, "adam", 0.01)
+    optimizer = make_optimizer(model, TrainConfig(optimizer="adam", lr=0.01))
     _step(model, optimizer, torch.tensor([1]), torch.tensor([5]))
     before = model.user_embedding.weight[1].clone()
     _step(model, optimizer, torch.tensor([3]), torch.tensor([9]))
@@ -50,9 +53,9 @@ def test_dense_adam_moves_rows_a_batch_did_not_use():
 
 @pytest.mark.parametrize("name, l2", [("gmf", 0.0), ("neumf", 0.0), ("mf", 1e-3), ("mlp", 1e-3)])
 def test_the_engine_trains_sparse_adam_as_autograd_does(small_data, name, l2):
-    config = dict(epochs=2, l2=l2, optimizer="sparse-adam", **QUICK)
+    config = TrainConfig(epochs=2, l2=l2, optimizer="sparse-adam", **QUICK)
     runs = [
-        train_model(name, small_data, TrainConfig(hand_gradients=hand, **config))
+        train_model(name, small_data, config, engine=scale.engine(config, hand_gradients=hand))
         for hand in (True, False)
     ]
     pd.testing.assert_frame_equal(runs[0].history[METRICS], runs[1].history[METRICS])
@@ -63,12 +66,16 @@ def test_the_engine_trains_sparse_adam_as_autograd_does(small_data, name, l2):
 
 
 def test_sparse_adam_resumes_as_if_never_stopped(small_data, tmp_path):
-    config = dict(optimizer="sparse-adam", hand_gradients=True, select_on="last", **QUICK)
-    whole = train_model("neumf", small_data, TrainConfig(epochs=3, **config))
+    config = TrainConfig(optimizer="sparse-adam", select_on="last", **QUICK)
+    engine = scale.engine(config, hand_gradients=True)
+    run = lambda epochs, **kw: train_model(  # noqa: E731
+        "neumf", small_data, replace(config, epochs=epochs, **kw), engine=engine
+    )
+    whole = run(3)
     ckpt = tmp_path / "neumf.pt"
-    train_model("neumf", small_data, TrainConfig(epochs=2, checkpoint=str(ckpt), **config))
+    run(2, checkpoint=str(ckpt))
     resumed = train_model(
-        "neumf", small_data, TrainConfig(epochs=3, **config), resume=load_checkpoint(ckpt)
+        "neumf", small_data, replace(config, epochs=3), resume=load_checkpoint(ckpt), engine=engine
     )
     pd.testing.assert_frame_equal(
         whole.history[METRICS], resumed.history[METRICS], check_exact=True

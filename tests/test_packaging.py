@@ -41,7 +41,8 @@ def test_environment_installs_the_package_itself():
 
 
 def test_the_core_never_imports_the_extras():
-    """Every top-level module but the command line loads without ncf_lib.study / ncf_lib.use."""
+    """Every top-level module but the command line loads without ncf_lib.scale, ncf_lib.study
+    or ncf_lib.use."""
     import subprocess
     import sys
 
@@ -52,8 +53,55 @@ def test_the_core_never_imports_the_extras():
         "import importlib, sys\n"
         f"for name in {core!r}:\n"
         "    importlib.import_module('ncf_lib.' + name)\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('ncf_lib.study', 'ncf_lib.use'))))"
+        "extras = ('ncf_lib.scale', 'ncf_lib.study', 'ncf_lib.use')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(extras)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert len(core) > 10  # the glob found the package
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """``{module: ncf_lib modules it imports}``, anywhere in its code (functions too)."""
+    import ast
+
+    graph = {}
+    for path in (REPO / "ncf_lib").rglob("*.py"):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ncf_lib"):
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith("ncf_lib"))
+        graph[name] = found
+    return {name: {m for m in found if m in graph and m != name} for name, found in graph.items()}
+
+
+def test_the_package_has_no_import_cycles():
+    graph = _import_graph()
+    assert {"ncf_lib.train", "ncf_lib.scale.distributed", "ncf_lib.study.runner"} <= set(graph)
+    done, stack = set(), []
+
+    def visit(name: str) -> None:
+        assert name not in stack, " -> ".join([*stack[stack.index(name) :], name])
+        if name in done:
+            return
+        stack.append(name)
+        for other in sorted(graph[name]):
+            if other != "ncf_lib" and not name.startswith(other + "."):  # a package's own parent
+                visit(other)
+        stack.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+
+
+def test_no_core_module_names_an_extra_even_lazily():
+    extras = ("ncf_lib.scale", "ncf_lib.study", "ncf_lib.use")
+    for name, imported in _import_graph().items():
+        if name.count(".") == 1 and name not in (*extras, "ncf_lib.cli", "ncf_lib.__main__"):
+            assert not {m for m in imported if m.startswith(extras)}, name

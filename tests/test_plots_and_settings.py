@@ -10,6 +10,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from ncf_lib import plots  # noqa: E402
+from ncf_lib.study import plots as study_plots  # noqa: E402
 from ncf_lib.study.published import published_ml1m  # noqa: E402
 from ncf_lib.tutorial import SAMPLE_DATASET, settings  # noqa: E402
 
@@ -57,7 +58,7 @@ def test_plot_speed():
     table = pd.DataFrame(
         {"stage": ["epoch", "eval"], "original": [120.0, 13.0], "ncf_lib": [8.0, 0.3]}
     )
-    fig = plots.plot_speed(table)
+    fig = study_plots.plot_speed(table)
     assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].patches) == 4
 
 
@@ -98,7 +99,7 @@ def _study_rows():
 def test_plot_study_averages_seeds_and_marks_published():
     published = pd.DataFrame({"model": ["neumf"], "factors": [32], "hr": [0.7], "ndcg": [0.42]})
     rows = _study_rows().sample(frac=1.0, random_state=0)  # any order of runs
-    fig = plots.plot_study(rows, "factors", "tiny", published=published)
+    fig = study_plots.plot_study(rows, "factors", "tiny", published=published)
     hr_ax = fig.axes[0]
     gmf_line = hr_ax.lines[0]
     assert list(gmf_line.get_xdata()) == [8, 16, 32]
@@ -107,5 +108,5 @@ def test_plot_study_averages_seeds_and_marks_published():
 
 
 def test_plot_hr_at_k():
-    fig = plots.plot_hr_at_k(_study_rows())
+    fig = study_plots.plot_hr_at_k(_study_rows())
     assert len(fig.axes[0].lines) == 2 and len(fig.axes[0].lines[0].get_xdata()) == 10

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from ncf_lib import scale
 from ncf_lib.checkpoints import load_checkpoint
 from ncf_lib.dataset import build_dataset
-from ncf_lib.errors import TrainingDivergedError
+from ncf_lib.errors import ConfigError, TrainingDivergedError
 from ncf_lib.metrics import evaluate
 from ncf_lib.models import ModelConfig, build_model
 from ncf_lib.pretraining import pretrained_neumf
@@ -179,8 +182,9 @@ def test_the_optimizer_is_torch_fused_adam_or_sgd():
 def test_the_torch_sampler_trains_on_the_cpu_too(small_data):
     """The sampler CUDA uses by default, asked for explicitly: reproducible, and its own
     random stream (so other numbers than NumPy's)."""
+    config = TrainConfig(epochs=2, **QUICK)
     runs = [
-        train_model("gmf", small_data, TrainConfig(epochs=2, sampler=s, **QUICK))
+        train_model("gmf", small_data, config, engine=scale.engine(config, sampler=s))
         for s in ("torch", "torch", "numpy")
     ]
     pd.testing.assert_frame_equal(runs[0].history[METRICS], runs[1].history[METRICS])
@@ -240,3 +244,25 @@ def test_train_epoch_is_the_plain_loop(small_data):
     for a, b in zip(models[0].parameters(), models[1].parameters()):
         assert torch.equal(a, b)
     assert 0 < loss < 0.7
+
+
+def test_the_engine_seam_is_one_process_by_default_and_torchrun_under_it(monkeypatch):
+    from ncf_lib.scale.distributed import Torchrun
+    from ncf_lib.train import Engine, Processes
+
+    config = TrainConfig(**QUICK)
+    assert type(Engine().processes) is Processes and Engine().processes.main
+    assert type(scale.engine(config).processes) is Processes
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    processes = scale.engine(config).processes
+    assert isinstance(processes, Torchrun) and not processes.main  # rank 1 writes nothing
+
+
+def test_resuming_with_another_sampler_is_refused(small_data, tmp_path):
+    config = TrainConfig(epochs=1, checkpoint=str(tmp_path / "run.pt"), **QUICK)
+    train_model("gmf", small_data, config)
+    longer = replace(config, epochs=2, checkpoint=None)
+    with pytest.raises(ConfigError, match="numpy sampler; resume it with that one, not the torch"):
+        train_model("gmf", small_data, longer, resume=load_checkpoint(tmp_path / "run.pt"),
+                    engine=scale.engine(longer, sampler="torch"))  # fmt: skip

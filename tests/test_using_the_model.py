@@ -12,13 +12,13 @@ from ncf_lib.dataset import build_dataset
 from ncf_lib.errors import UnknownIdError
 from ncf_lib.models import GMF
 from ncf_lib.ratings import Ratings, load_ratings
-from ncf_lib.recommend import recommend
-from ncf_lib.titles import match_title
 from ncf_lib.train import TrainConfig, train_model
 from ncf_lib.use.foldin import FoldInConfig, fold_in, held_out_users_study
+from ncf_lib.use.recommend import recommend
 from ncf_lib.use.similar import similar_items
+from ncf_lib.use.titles import match_title
 
-QUICK = {"progress": False, "hand_gradients": True, "seed": 0}
+QUICK = {"progress": False, "seed": 0}
 
 
 @pytest.fixture(scope="module")

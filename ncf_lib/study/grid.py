@@ -38,7 +38,6 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from ncf_lib import hand_gradients
 from ncf_lib.dataset import NCFData, build_dataset
 from ncf_lib.errors import ConfigError
 from ncf_lib.metrics import (
@@ -53,6 +52,7 @@ from ncf_lib.metrics import (
 from ncf_lib.models import ModelConfig, build_model
 from ncf_lib.pretraining import finetune_config, pretrain_neumf, pretrained_neumf
 from ncf_lib.sampling import batches, epoch_arrays
+from ncf_lib.scale.candidates import large_catalogue_candidates
 from ncf_lib.study import baselines
 from ncf_lib.study.baselines import (
     ItemKNNScorer,
@@ -67,7 +67,15 @@ from ncf_lib.study.baselines import (
     tune_puresvd,
 )
 from ncf_lib.study.corrected import corrected_metrics, pool_sizes
-from ncf_lib.train import FitResult, TrainConfig, fit, make_optimizer, seed_everything, train_model
+from ncf_lib.train import (
+    FitResult,
+    TrainConfig,
+    fit,
+    make_optimizer,
+    seed_everything,
+    train_epoch,
+    train_model,
+)
 
 MODEL_NAMES = (
     "itempop",
@@ -135,7 +143,6 @@ class RunSpec:
                 "num_ng": self.num_ng,
                 "patience": PATIENCE,
                 "progress": False,
-                "hand_gradients": True,
                 **changes,
             }
         )
@@ -346,8 +353,8 @@ def _part(name: str, spec: RunSpec, data: NCFData, parts: dict, full: NCFData | 
 def build_splits(ratings, seed: int = 42) -> tuple[NCFData, NCFData]:
     """The split with validation items (for selection) and the one without (for refits),
     which share their test items and test candidates."""
-    data = build_dataset(ratings, seed=seed)
-    full = build_dataset(ratings, seed=seed, validation=False)
+    data = build_dataset(ratings, seed=seed, draw=large_catalogue_candidates)
+    full = build_dataset(ratings, seed=seed, validation=False, draw=large_catalogue_candidates)
     if not np.array_equal(data.test.candidates, full.test.candidates):
         raise AssertionError("the two splits must share their test candidates")
     return data, full
@@ -362,7 +369,5 @@ def seconds_per_million_rows(data: NCFData, steps: int = 200, batch_size: int = 
     half = min(steps * batch_size, epoch[0].shape[0] // 2)
     for part in (slice(0, half), slice(half, 2 * half)):  # a warm-up, then the timed half
         clock = time.perf_counter()
-        hand_gradients.train_epoch(
-            model, optimizer, batches(*(t[part] for t in epoch), batch_size=batch_size)
-        )
+        train_epoch(model, optimizer, batches(*(t[part] for t in epoch), batch_size=batch_size))
     return (time.perf_counter() - clock) / half * 1e6

@@ -8,8 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ncf_lib.plots import plot_history, plot_hr_at_k, plot_orderings, plot_study
+from ncf_lib.plots import plot_history
 from ncf_lib.study.grid import MODEL_NAMES
+from ncf_lib.study.plots import plot_hr_at_k, plot_orderings, plot_study
 from ncf_lib.study.published import published_ml1m
 
 

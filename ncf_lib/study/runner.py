@@ -2,14 +2,20 @@
 with resume.
 
 :func:`run_grid` trains every spec not yet in the results CSV and appends one row per
-finished run, so an interrupted grid resumes where it stopped.
+finished run, so an interrupted grid resumes where it stopped; :func:`reproduce` is the
+whole of ``python -m ncf_lib reproduce``: the paper's grid, its estimated time, the runs and
+the report.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from queue import Empty
 
@@ -19,8 +25,9 @@ import torch
 
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError
-from ncf_lib.files import atomic_write, check_writable, claim, exclusive_lock
-from ncf_lib.ratings import DataFormatError
+from ncf_lib.files import atomic_write, check_writable, exclusive_lock
+from ncf_lib.ratings import DataFormatError, Ratings, dataset_label
+from ncf_lib.study import grid, report
 from ncf_lib.study.grid import RunSpec, estimate_seconds, run_one
 
 
@@ -163,6 +170,57 @@ def run_grid(
         return finished_rows(csv_path)[0]
 
 
+def reproduce(
+    ratings: Ratings,
+    out: str | Path,
+    *,
+    seeds: Iterable[int] = (0, 1, 2),
+    epochs: int = 20,
+    study_epochs: int = 10,
+    factors: Iterable[int] = (8, 16, 32, 64),
+    only_main: bool = False,
+    jobs: int = 1,
+    on_row: Callable[[dict], None] | None = None,
+    say: Callable[[str], None] = print,
+) -> Path:
+    """Train the paper's grid (:func:`~ncf_lib.study.grid.paper_grid`; ``only_main``: without
+    the studies) on ``ratings`` into ``out`` (resuming what is there), write the report and
+    return the path of its ``summary.md``. ``say`` gets the progress lines, ``on_row`` each
+    finished run's row."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    data, full = grid.build_splits(ratings, seed=42)
+    out = Path(out)
+    specs = grid.paper_grid(seeds, epochs, study_epochs, factors)
+    if only_main:
+        specs = [s for s in specs if s.study == "main"]
+    kept, notes = finished_rows(out / "results.csv")
+    for note in notes:
+        say(note)
+    todo = [s for s in specs if s.key not in set(kept["key"])]
+    speed = grid.seconds_per_million_rows(data)
+    minutes = estimate_seconds(todo, data, speed) / 60 / min(jobs, os.cpu_count() or 1)
+    say(f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items")
+    say(
+        f"{len(todo)} runs to do ({len(specs) - len(todo)} already in {out}/results.csv); "
+        f"estimated {minutes:.0f} min of training on this machine"
+    )
+    results = run_grid(
+        todo, data, out / "results.csv", full=full, history_path=out / "history.csv",
+        on_row=on_row, jobs=jobs,
+    )  # fmt: skip
+    results = results[results["key"].isin({s.key for s in specs})]
+    if len(specs) > len(results):
+        say(
+            f"{len(specs) - len(results)} runs are being trained by another process into "
+            f"{out}; it adds their rows and writes the full report"
+        )
+    histories = read_results(out / "history.csv")
+    path = report.write_report(results, histories, out, dataset_label(data.name))
+    say(report.markdown_summary(report.summary(results)))
+    return path
+
+
 def _lock_of(csv_path: Path) -> Path:
     return csv_path.with_name(f".{csv_path.name}.lock")
 
@@ -180,7 +238,7 @@ def _in_turn(
     parts: dict = {}
     claims = csv_path.with_name(f".{csv_path.name}.claims")
     for spec in specs:
-        with claim(claims, spec.key) as mine:  # held until the caller has written the row
+        with _claim(claims, spec.key) as mine:  # held until the caller has written the row
             if not mine or spec.key in _finished_keys(csv_path):
                 continue
             row, result = run_one(spec, data, full, parts=parts)
@@ -237,3 +295,25 @@ def _next_row(queue, futures) -> tuple[dict, pd.DataFrame | None] | None:
             failed = [f for f in futures if f.done() and f.exception() is not None]
         if failed:
             raise failed[0].exception()
+
+
+@contextmanager
+def _claim(path: str | Path, key: str) -> Iterator[bool]:
+    """Try to claim ``key`` among the processes sharing ``path``, without waiting.
+
+    Yields ``True`` while this process holds the claim, ``False`` when another one does
+    (so work can be shared: each process takes what nobody holds). A claim is a lock on
+    one byte of ``path`` chosen by ``key``'s hash, and ends with the block or the process.
+    """
+    offset = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")
+    with open(path, "a+") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+            held = True
+        except (BlockingIOError, PermissionError):
+            held = False
+        try:
+            yield held
+        finally:
+            if held:
+                fcntl.lockf(handle, fcntl.LOCK_UN, 1, offset)

@@ -6,10 +6,10 @@ the arithmetic itself. :func:`loss_and_grads_` computes a batch's mean
 give, bit for bit (tested for each model), with public PyTorch operators and no graph.
 
 It is chosen by the **exact class** (:func:`supports`): a subclass, a model whose
-``forward`` was replaced, a changed tower, dropout, or any class of your own trains through
-autograd, so what you write is what is trained. :func:`ncf_lib.train.fit` uses this engine
-only with ``TrainConfig(hand_gradients=True)`` on the CPU; the command line, ``reproduce``
-and the benchmarks turn it on, the notebooks run the plain loop they teach.
+``forward`` was replaced, a changed tower, dropout, a model wrapped for DDP, or any class of
+your own trains through autograd, so what you write is what is trained. It is opt-in:
+``fit(..., engine=ncf_lib.scale.engine(config, hand_gradients=True))``, or
+``--engine hand`` on the command line; by default everything trains with autograd.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from ncf_lib import train
 from ncf_lib.models import GMF, MF, MLP, NeuMF, Recommender
 
 
@@ -53,15 +54,16 @@ def train_epoch(
     l2: float = 0.0,
 ) -> float:
     """:func:`ncf_lib.train.train_epoch` with :func:`loss_and_grads_` in place of
-    ``zero_grad``, forward and ``backward``: the same updates. Returns the mean loss."""
-    from ncf_lib.train import add_l2_grad_
-
+    ``zero_grad``, forward and ``backward``: the same updates. A model :func:`supports`
+    refuses trains with :func:`ncf_lib.train.train_epoch` itself. Returns the mean loss."""
+    if not supports(model):
+        return train.train_epoch(model, optimizer, batches, l2=l2)
     model.train()
     total, rows = torch.zeros(()), 0
     for users, items, labels in batches:
         loss = loss_and_grads_(model, users, items, labels)
         if l2:
-            add_l2_grad_(model, users, items, l2 / labels.shape[0])
+            train.add_l2_grad_(model, users, items, l2 / labels.shape[0])
         optimizer.step()
         total += loss * labels.shape[0]
         rows += labels.shape[0]

@@ -1,5 +1,4 @@
-"""Optimisers for :func:`ncf_lib.train.fit`: the paper's dense Adam, SGD, and a row-sparse Adam
-for large catalogues.
+"""A row-sparse Adam for large catalogues (``TrainConfig(optimizer="sparse-adam")``).
 
 Dense Adam updates every row of every embedding table at every step (a row a batch did not
 use still moves, driven by its momentum), so a step costs time proportional to the tables:
@@ -17,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Names accepted by :func:`make_optimizer` (``TrainConfig.optimizer``, ``--optimizer``).
-OPTIMIZERS = ("adam", "sgd", "sparse-adam")
+from ncf_lib import train
+from ncf_lib.train import TrainConfig
 
 
 class SparseRowAdam:
@@ -63,11 +62,8 @@ class SparseRowAdam:
             part.load_state_dict(saved)
 
 
-def make_optimizer(model: nn.Module, name: str, lr: float):
-    """``adam`` or ``sgd`` (with ``fused=True``: the same update as the default
-    implementation, in one pass over all parameters; NeuMF on MovieLens-1M about 2x faster per
-    step on a CPU), or ``sparse-adam`` (:class:`SparseRowAdam`)."""
-    if name == "sparse-adam":
-        return SparseRowAdam(model, lr)
-    optimizer = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[name]
-    return optimizer(model.parameters(), lr=lr, fused=True)
+def make_optimizer(model: nn.Module, config: TrainConfig):
+    """:class:`SparseRowAdam` for ``sparse-adam``, else :func:`ncf_lib.train.make_optimizer`."""
+    if config.optimizer == "sparse-adam":
+        return SparseRowAdam(model, config.lr)
+    return train.make_optimizer(model, config)

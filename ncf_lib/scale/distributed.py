@@ -2,8 +2,9 @@
 
 ``torchrun --nproc-per-node N -m ncf_lib train ...`` (``--nnodes`` and a rendezvous address
 for several machines) starts N processes with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``
-set; :func:`ncf_lib.train.fit` then trains the model wrapped in ``DistributedDataParallel``
-and changes nothing else in the loop:
+set; :func:`ncf_lib.scale.engine` then gives :func:`ncf_lib.train.fit` :class:`Torchrun` as its
+processes, which trains the model wrapped in ``DistributedDataParallel`` and changes nothing
+else in the loop:
 
 * every rank builds the same epoch (same seed, same negatives, same shuffle) and takes its
   contiguous share of each global batch (:func:`shard`): ``batch_size`` stays the global
@@ -12,7 +13,7 @@ and changes nothing else in the loop:
 * every rank makes the same number of steps: the last, shorter batch of an epoch is cut to
   a multiple of N rows (at most N - 1 of the epoch's rows are left out), so no rank waits
   for a step that another does not make;
-* evaluation is split over the ranks and summed (:func:`evaluate`);
+* evaluation is split over the ranks and their ranks gathered (:func:`evaluate`);
 * only rank 0 prints, logs and writes the checkpoint.
 
 Backends: ``nccl`` on CUDA, ``gloo`` on CPU. Collectives time out after
@@ -32,14 +33,8 @@ import torch.distributed as dist
 
 from ncf_lib.dataset import EvalSet
 from ncf_lib.errors import ConfigError
-from ncf_lib.metrics import (
-    Scorer,
-    _check_finite,
-    _gains,
-    check_top_k,
-    rank_of_first,
-    score_candidates,
-)
+from ncf_lib.metrics import Scorer, check_top_k, hit_rate, ndcg, sampled_ranks
+from ncf_lib.train import Processes, TrainConfig
 
 #: How long a rank waits in a collective for the others before failing.
 TIMEOUT_MINUTES = 10
@@ -82,7 +77,7 @@ def start(ranks: Ranks, device: torch.device) -> torch.device:
     return device
 
 
-def check_supported(config) -> None:
+def check_supported(config: TrainConfig) -> None:
     """Settings the multi-process path does not handle yet."""
     if config.l2:
         raise ConfigError(
@@ -125,23 +120,43 @@ def mean_over_ranks(value: float, device: torch.device) -> float:
 
 
 def evaluate(scorer: Scorer, eval_set: EvalSet, k: int, device: torch.device) -> dict[str, float]:
-    """:func:`ncf_lib.metrics.evaluate` with the users split over the ranks: each scores a
-    contiguous share, and the hit and gain sums are added up over ranks."""
+    """:func:`ncf_lib.metrics.evaluate` with the users split over the ranks: each ranks the
+    held-out items of a contiguous share, and the shares are summed into every rank's
+    ``(users,)`` ranks, so every rank gets the one-process numbers."""
     check_top_k(k, eval_set.candidates.shape[1], "candidates per user")
-    world, rank = dist.get_world_size(), dist.get_rank()
-    bounds = [eval_set.users.size * r // world for r in range(world + 1)]
-    part = EvalSet(
-        eval_set.users[bounds[rank] : bounds[rank + 1]],
-        eval_set.candidates[bounds[rank] : bounds[rank + 1]],
-    )
-    sums = torch.zeros(3, dtype=torch.float64)
-    if part.users.size:
-        scores = score_candidates(scorer, part, device=device)
-        _check_finite(scores)
-        ranks_ = rank_of_first(scores)
-        sums[0], sums[1] = (ranks_ < k).sum().double(), _gains(ranks_, k).sum()
-    sums[2] = float(part.users.size)
-    if device.type == "cuda":  # nccl reduces CUDA tensors only
-        sums = sums.to(device)
-    dist.all_reduce(sums)
-    return {"hr": float(sums[0] / sums[2]), "ndcg": float(sums[1] / sums[2])}
+    world, rank, n = dist.get_world_size(), dist.get_rank(), eval_set.users.size
+    lo, hi = n * rank // world, n * (rank + 1) // world
+    ranks = torch.zeros(n, dtype=torch.int64)
+    if hi > lo:
+        part = EvalSet(eval_set.users[lo:hi], eval_set.candidates[lo:hi])
+        ranks[lo:hi] = sampled_ranks(scorer, part, device=device)
+    ranks = ranks.to(device)  # nccl reduces CUDA tensors only
+    dist.all_reduce(ranks)
+    return {"hr": hit_rate(ranks, k), "ndcg": ndcg(ranks, k)}
+
+
+class Torchrun(Processes):
+    """:class:`ncf_lib.train.Processes` for one rank of a ``torchrun`` run."""
+
+    def __init__(self, ranks: Ranks) -> None:
+        self.ranks = ranks
+        self.main = ranks.main
+
+    def check(self, config: TrainConfig) -> None:
+        check_supported(config)
+
+    def device(self, device: torch.device) -> torch.device:
+        return start(self.ranks, device)
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        ids = [self.ranks.local_rank] if next(model.parameters()).is_cuda else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def batches(self, tensors: tuple[torch.Tensor, ...], batch_size: int) -> Iterator[tuple]:
+        return shard(tensors, batch_size, self.ranks)
+
+    def mean(self, loss: float, device: torch.device) -> float:
+        return mean_over_ranks(loss, device)
+
+    def evaluate(self, scorer: Scorer, eval_set: EvalSet, k: int, device) -> dict[str, float]:
+        return evaluate(scorer, eval_set, k, device)
