@@ -454,27 +454,13 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    def show(row: dict) -> None:
-        print(
-            f"{row['study']:<9} {row['model']:<9} f={row['factors']:<3} seed={row['seed']} "
-            f"ng={row['num_ng']} depth={row['depth']}  HR@10 {row['hr@10']:.3f} "
-            f"NDCG@10 {row['ndcg@10']:.3f}  corrected HR@10 {row['corrected_hr@10']:.3f}  "
-            f"full HR@10 {row['full_hr@10']:.3f}  epoch {row['epoch']}  {row['seconds']:.0f} s",
-            flush=True,
-        )
-
     path = reproduce(
         load_ratings(args.dataset, args.data_dir),
         args.out or Path("results") / _slug(args.dataset),
-        seeds=args.seeds,
-        epochs=args.epochs,
-        study_epochs=args.study_epochs,
-        factors=args.factors,
-        only_main=args.only_main,
-        jobs=args.jobs,
-        on_row=show,
+        seeds=args.seeds, epochs=args.epochs, study_epochs=args.study_epochs,
+        factors=args.factors, only_main=args.only_main, jobs=args.jobs,
         say=lambda line: print(line, flush=True),
-    )
+    )  # fmt: skip
     print(f"report: {path}")
 
 

@@ -252,3 +252,14 @@ def test_gpu_check_runs_its_checks_on_the_cpu():
     assert "FAILED" not in out
     for check in ("device sampler", "train neumf", "evaluate gmf on cpu = on cpu", "torchrun"):
         assert f"ok     {check}" in out, out
+
+
+def test_engines_times_whole_processes_and_they_agree(tmp_path):
+    out = _run("engines.py", "--dataset", TINY, "--epochs", "2", "--out", str(tmp_path))
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ")][1:]
+    assert [(r[0].strip("| "), r[2]) for r in rows] == [
+        ("autograd", ""), ("hand", ""), ("compiled", "cold"), ("compiled", "warm")
+    ]  # fmt: skip
+    hr = {r[0].strip("| ") + r[2]: r[-1].strip(" |") for r in rows}
+    assert hr["autograd"] == hr["hand"]  # the same numbers bit for bit
+    assert (tmp_path / "engines-synthetic_150x200x4000.md").is_file()

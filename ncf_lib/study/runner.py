@@ -180,13 +180,12 @@ def reproduce(
     factors: Iterable[int] = (8, 16, 32, 64),
     only_main: bool = False,
     jobs: int = 1,
-    on_row: Callable[[dict], None] | None = None,
     say: Callable[[str], None] = print,
 ) -> Path:
     """Train the paper's grid (:func:`~ncf_lib.study.grid.paper_grid`; ``only_main``: without
     the studies) on ``ratings`` into ``out`` (resuming what is there), write the report and
-    return the path of its ``summary.md``. ``say`` gets the progress lines, ``on_row`` each
-    finished run's row."""
+    return the path of its ``summary.md``. ``say`` gets the progress lines: the plan, a line
+    per finished run, the summary table."""
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     data, full = grid.build_splits(ratings, seed=42)
@@ -207,7 +206,7 @@ def reproduce(
     )
     results = run_grid(
         todo, data, out / "results.csv", full=full, history_path=out / "history.csv",
-        on_row=on_row, jobs=jobs,
+        on_row=lambda row: say(_row_line(row)), jobs=jobs,
     )  # fmt: skip
     results = results[results["key"].isin({s.key for s in specs})]
     if len(specs) > len(results):
@@ -219,6 +218,15 @@ def reproduce(
     path = report.write_report(results, histories, out, dataset_label(data.name))
     say(report.markdown_summary(report.summary(results)))
     return path
+
+
+def _row_line(row: dict) -> str:
+    return (
+        f"{row['study']:<9} {row['model']:<9} f={row['factors']:<3} seed={row['seed']} "
+        f"ng={row['num_ng']} depth={row['depth']}  HR@10 {row['hr@10']:.3f} "
+        f"NDCG@10 {row['ndcg@10']:.3f}  corrected HR@10 {row['corrected_hr@10']:.3f}  "
+        f"full HR@10 {row['full_hr@10']:.3f}  epoch {row['epoch']}  {row['seconds']:.0f} s"
+    )
 
 
 def _lock_of(csv_path: Path) -> Path:
