@@ -16,7 +16,7 @@ ARGS    ?=
 # PyTorch's CPU wheels: what `make install` takes on Linux without an NVIDIA GPU.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install lint test train info reproduce tensorboard lab book notebooks bench paper-table gpu-check scale clean
+.PHONY: install lint test mutation train info reproduce tensorboard lab book notebooks bench paper-table gpu-check scale clean
 
 install: $(STAMP)
 
@@ -50,6 +50,13 @@ lint: $(STAMP)
 # Lint, the unit tests, then every notebook re-executed by nbval on the small generated sample.
 test: lint
 	NCF_SAMPLE=1 $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env
+
+# Mutation testing of the core (configured in pyproject.toml, [tool.mutmut]): long, not part of
+# `make test`. Prints the surviving mutants; `mutmut show NAME` shows one.
+mutation: $(STAMP)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
 
 train: $(STAMP)
 	$(BIN)/python -m ncf_lib train --model $(MODEL) --dataset $(DATASET) --epochs $(EPOCHS) $(ARGS)

@@ -12,6 +12,8 @@ always complete.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +32,16 @@ from ncf_lib.models import MODELS, ModelConfig, Recommender, config_dict, model_
 #: any kind, the data's fingerprint, and the state to resume training; 4: that state as
 #: :class:`TrainingState` with the sampler's kind.
 FORMAT = 4
+
+
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a ``state_dict``: every tensor's name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.flatten().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _ids_out(ids: np.ndarray):
@@ -62,14 +74,17 @@ def save_checkpoint(
     :func:`save_training`); ``None`` for a finished model. ``weights``: a ``state_dict`` to
     save in place of the model's own.
     """
-    weights = model.state_dict() if weights is None else weights
+    weights = {
+        k: v.detach().cpu() for k, v in (model.state_dict() if weights is None else weights).items()
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "model": model_name(model),
         "model_config": config_dict(model.config),
-        "state_dict": {k: v.detach().cpu() for k, v in weights.items()},
+        "state_dict": weights,
+        "weights_sha256": weights_digest(weights),
         "n_users": model.n_users,
         "n_items": model.n_items,
         "user_ids": _ids_out(data.user_ids),
@@ -85,9 +100,12 @@ def save_checkpoint(
         "epoch": epoch,
         "metrics": metrics,
         "training": training,
+        "training_sha256": None if training is None else weights_digest(training["model"]),
     }
+    buffer = io.BytesIO()  # serialised first, so a full disk is an OSError naming the file
+    torch.save(payload, buffer)
     with atomic_write(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return path
 
 
@@ -126,6 +144,17 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
         raise CheckpointError(
             f"{path}: checkpoint format {version} ({name}); this version reads format "
             f"{FORMAT}: train the model again"
+        )
+    try:
+        stored = [payload["state_dict"]] + (
+            [] if payload["training"] is None else [payload["training"]["model"]]
+        )
+        digests = [payload["weights_sha256"], payload["training_sha256"]]
+    except KeyError as err:
+        raise CheckpointError(f"{path}: damaged checkpoint, it has no {err}") from None
+    if any(weights_digest(w) != d for w, d in zip(stored, digests)):
+        raise CheckpointError(
+            f"{path}: damaged checkpoint: its weights do not match the SHA-256 saved with them"
         )
     try:
         settings = payload["model_config"]

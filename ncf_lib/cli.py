@@ -32,7 +32,7 @@ from ncf_lib.files import atomic_write, check_writable, current_umask
 from ncf_lib.metrics import evaluate, full_ranking_metrics, per_user_ranks
 from ncf_lib.models import MODELS, ModelConfig, build_model, model_name
 from ncf_lib.pretraining import FINETUNE, pretrain_neumf
-from ncf_lib.ratings import load_ratings
+from ncf_lib.ratings import find_ratings_file, load_ratings
 from ncf_lib.scale.candidates import large_catalogue_candidates
 from ncf_lib.scale.distributed import from_environment
 from ncf_lib.study.baselines import PopularityScorer, RandomScorer
@@ -92,7 +92,22 @@ def _shown(value) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", Path(text).name or text).strip("_") or "data"
+    """A file-name part for a dataset: its name, or for a file its folder and name (two
+    ``ratings.csv`` in two folders get two names)."""
+    path = Path(text)
+    name = f"{path.parent.name}-{path.name}" if path.is_file() and path.parent.name else path.name
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", name or text).strip("_") or "data"
+
+
+def _unfinished(path: Path) -> str | None:
+    """How far the unfinished run saved in ``path`` got (``None``: no such run there)."""
+    if not path.is_file():
+        return None
+    ckpt = load_checkpoint(path)
+    state, epochs = ckpt.training, ckpt.train_config["epochs"]
+    if state is None or state["stopped"] or state["next_epoch"] > epochs:
+        return None
+    return f"after epoch {state['next_epoch'] - 1} of {epochs}"
 
 
 def field_help(cls: type) -> dict[str, str]:
@@ -266,6 +281,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--gmf/--mlp are the pre-trained parts of --pretrain")
     if args.resume and args.pretrain:
         raise UsageError("--resume continues one model's run; it cannot be used with --pretrain")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise UsageError(f"--alpha weighs GMF against MLP and must be in [0, 1], got {args.alpha}")
+    if not (np.isfinite(args.finetune_lr) and args.finetune_lr > 0):
+        raise UsageError(f"--finetune-lr must be a finite number above 0, got {args.finetune_lr}")
     resumed = load_checkpoint(args.resume) if args.resume else None
     if resumed is not None and resumed.training is None:
         raise CheckpointError(f"--resume {args.resume}: this checkpoint has no training state")
@@ -278,8 +297,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_writable(Path(args.resume).parent if args.resume else args.out, "--out")
     if not args.no_log:
         check_writable(args.log_dir, "--log-dir")
-    clock = time.perf_counter()
     dataset = args.dataset or (resumed.dataset if resumed else "ml-1m")
+    stages = [n for n in ("gmf", "mlp") if n not in parts] + ["neumf-pretrained"]
+    for stage in [] if resumed else stages if args.pretrain else [name]:
+        path = Path(args.out) / f"{_slug(dataset)}-{stage}.pt"
+        if not args.overwrite and (done := _unfinished(path)):
+            raise UsageError(
+                f"{path} holds an unfinished run ({done}): continue it with --resume {path}, "
+                "or start again with --overwrite"
+            )
+    clock = time.perf_counter()
     data = build_dataset(
         load_ratings(dataset, args.data_dir),
         num_ng_test=num_ng_test,
@@ -368,9 +395,23 @@ def _checkpoint_and_data(args: argparse.Namespace):
     return ckpt, data
 
 
+def _output_file(flag: str, text: str, inputs: list[str]) -> Path:
+    """A file this command may write: not a folder, not one of its inputs, in a folder it
+    can write to."""
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise UsageError(f"{flag} {text} is a folder; give a file name, e.g. {path / 'out.csv'}")
+    if any(Path(i).exists() and path.resolve() == Path(i).resolve() for i in inputs):
+        raise UsageError(f"{flag} {text} is an input of this command; give another file name")
+    check_writable(path.parent, flag)
+    return path
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.per_user:
-        check_writable(Path(args.per_user).parent, "--per-user")
+        dataset = args.dataset or load_checkpoint(args.checkpoint).dataset
+        read = [str(find_ratings_file(dataset))] if Path(dataset).exists() else []
+        _output_file("--per-user", args.per_user, [args.checkpoint, *read])
     ckpt, data = _checkpoint_and_data(args)
     k = args.top_k
     print(
@@ -516,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(train, "--finetune-lr", float, FINETUNE["lr"], "learning rate of the pre-trained NeuMF")
     _add(train, "--resume", str, None, "continue the run that wrote CKPT", metavar="CKPT")
     _add(train, "--out", str, "checkpoints", "checkpoint folder")
+    _add(train, "--overwrite", bool, False, "replace an unfinished run's checkpoint")
     _add(train, "--log-dir", str, "runs", "TensorBoard folder")
     _add(train, "--no-log", bool, False, "no TensorBoard logs")
     _add(train, "--no-progress", bool, False, "no progress bars")

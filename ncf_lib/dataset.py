@@ -323,7 +323,10 @@ def build_dataset(
     titles = None
     if ratings.movies is not None:
         lookup = ratings.movies.drop_duplicates("item_id").set_index("item_id")["title"]
-        titles = lookup.reindex(item_ids).fillna("(unknown title)").to_numpy(dtype=object)
+        keys = item_ids
+        if lookup.index.dtype.kind != item_ids.dtype.kind:  # ids of one kind, names of the other
+            lookup.index, keys = lookup.index.astype(str), item_ids.astype(str)
+        titles = lookup.reindex(keys).fillna("(unknown title)").to_numpy(dtype=object)
     return NCFData(
         n_users=int(n_users),
         n_items=int(n_items),

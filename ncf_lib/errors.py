@@ -43,5 +43,9 @@ class TrainingDivergedError(ConfigError):
     """The training loss became NaN or infinite (a learning rate or L2 weight too large)."""
 
 
+class WriteError(UserError, OSError):
+    """An output cannot be written: the disk is full, the folder is read-only, ..."""
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that a run ends the same way for both."""

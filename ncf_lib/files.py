@@ -8,6 +8,7 @@ gets (``0o666`` less the umask), not the private ``0o600`` of a temporary file.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import tempfile
@@ -15,7 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ncf_lib.errors import ConfigError
+from ncf_lib.errors import ConfigError, WriteError
+
+#: Write failures a user can fix (space, quota, permissions, a read-only disk).
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def current_umask() -> int:
@@ -30,16 +34,31 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
 
     On an exception the temporary file is removed and ``path`` is left as it was.
+
+    Raises:
+        WriteError: the file cannot be written (a full disk, no permission), naming it.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise _write_error(path, err) from None
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
+    except OSError as err:
+        raise _write_error(path, err) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _write_error(path: Path, err: OSError) -> OSError:
+    """A one-line :class:`WriteError` for what a user can fix; the error itself otherwise."""
+    if isinstance(err, WriteError) or err.errno not in WRITE_ERRNOS:
+        return err
+    return WriteError(f"{path}: cannot write it: {err.strerror}")
 
 
 def check_writable(folder: str | Path, what: str) -> Path:

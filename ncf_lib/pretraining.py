@@ -29,6 +29,8 @@ ALPHA_GRID = (0.5, 0.3, 0.7)
 
 def pretrained_neumf(gmf: GMF, mlp: MLP, alpha: float = 0.5) -> NeuMF:
     """NeuMF from a trained GMF and MLP (see :meth:`NeuMF.from_pretrained`)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha (--alpha) weighs GMF against MLP: in [0, 1], got {alpha}")
     if type(gmf) is not GMF or type(mlp) is not MLP:
         raise ConfigError(
             "pre-training needs a GMF and an MLP "

@@ -7,6 +7,7 @@ rating, timestamp`` plus the movies' titles and genres where the dataset has the
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,10 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _is_finite(text: str) -> bool:
+    return _is_number(text) and math.isfinite(float(text))
+
+
 def _sniff(path: Path) -> tuple[str, bool]:
     """Separator, and whether line 1 is a header, from the first line of a ratings file.
 
@@ -102,11 +107,12 @@ def _first_bad_line(path: Path, sep: str, header: bool) -> str:
             if (
                 len(fields) != 4
                 or not all(t.strip() for t in fields[:2])
-                or not (_is_number(fields[2]) and _is_number(fields[3]))
+                or not (_is_finite(fields[2]) and _is_finite(fields[3]))
             ):
                 return (
                     f"{path}: line {number} is malformed: {line.rstrip()[:80]!r}; expected "
-                    f"4 fields separated by {sep!r}: user, item, rating, timestamp"
+                    f"4 fields separated by {sep!r}: user, item, rating, timestamp (finite "
+                    "numbers)"
                 )
     return f"{path}: could not be parsed as ratings"
 
@@ -137,7 +143,8 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
 
     Returns:
         DataFrame with columns ``user_id, item_id, rating, timestamp``: ids int64 or
-        object (str), rating float32, timestamp int64.
+        object (str), rating float32, timestamp int64, or float64 when a timestamp has a
+        fraction or is beyond 2**53 (so their order is kept exactly).
 
     Raises:
         MissingFileError: no such file.
@@ -171,15 +178,17 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
             raise DataFormatError(_first_bad_line(path, sep, header)) from None
         frame["user_id"] = _ids(frame["user_id"], path, sep, header)
         frame["item_id"] = _ids(frame["item_id"], path, sep, header)
-    if frame[["rating", "timestamp"]].isna().to_numpy().any():
+    if not np.isfinite(frame[["rating", "timestamp"]].to_numpy(dtype=np.float64)).all():
         raise DataFormatError(_first_bad_line(path, sep, header))
     if frame.empty:
         raise DataFormatError(f"{path}: no ratings after the header")
-    return frame.astype({"rating": "float32", "timestamp": "int64"})
+    stamps = frame["timestamp"].to_numpy(dtype=np.float64)
+    exact = (stamps == np.round(stamps)).all() and np.abs(stamps).max() <= 2**53
+    return frame.astype({"rating": "float32", "timestamp": "int64" if exact else "float64"})
 
 
 #: Bumped when :func:`read_ratings` changes what it returns, so older caches are re-parsed.
-PARSE_VERSION = 1
+PARSE_VERSION = 2
 
 
 def read_ratings_cached(path: str | Path) -> pd.DataFrame:
@@ -217,6 +226,8 @@ def read_ratings_cached(path: str | Path) -> pd.DataFrame:
 def read_movies(folder: str | Path) -> pd.DataFrame | None:
     """Titles and genres from ``movies.dat``, ``u.item`` or ``movies.csv`` in ``folder``.
 
+    Ids follow the ratings' rule: int64 when every one is an integer, else names.
+
     Returns:
         DataFrame with columns ``item_id, title, genres`` (genres ``|``-separated), or
         ``None`` when the folder has no movies file.
@@ -228,8 +239,11 @@ def read_movies(folder: str | Path) -> pd.DataFrame | None:
             break
     else:
         return None
-    if name == "movies.csv":
-        movies = pd.read_csv(path, encoding="utf-8")
+    if name == "movies.csv":  # UTF-8, or (as MovieLens' older files) latin-1
+        try:
+            movies = pd.read_csv(path, encoding="utf-8", dtype=str)
+        except UnicodeDecodeError:
+            movies = pd.read_csv(path, encoding="latin-1", dtype=str)
         movies.columns = ["item_id", "title", "genres"]
     elif name == "movies.dat":
         with open(path, encoding="latin-1") as f:
@@ -241,7 +255,9 @@ def read_movies(folder: str | Path) -> pd.DataFrame | None:
         flags = raw.iloc[:, 5:].to_numpy(dtype=bool)
         genres = ["|".join(g for g, on in zip(genre_names, row) if on) for row in flags]
         movies = pd.DataFrame({"item_id": raw[0], "title": raw[1], "genres": genres})
-    movies["item_id"] = movies["item_id"].astype("int64")
+    ids = movies["item_id"].astype(str).str.strip()
+    integer = ids.str.fullmatch(r"[+-]?\d+").all()
+    movies["item_id"] = ids.astype("int64") if integer else ids.to_numpy(dtype=object)
     return movies
 
 
@@ -264,9 +280,14 @@ def find_ratings_file(path: str | Path) -> Path:
         return path
     if path.is_dir():
         for folder in [path, *sorted(p for p in path.iterdir() if p.is_dir())]:
-            for name in RATINGS_FILES:
-                if (folder / name).is_file():
-                    return folder / name
+            found = [folder / name for name in RATINGS_FILES if (folder / name).is_file()]
+            if len(found) > 1:
+                raise DataFormatError(
+                    f"{folder} holds several ratings files ({', '.join(p.name for p in found)}); "
+                    "give the one to use as the dataset path"
+                )
+            if found:
+                return found[0]
         raise MissingFileError(
             f"{path}: no ratings file found; expected one of {', '.join(RATINGS_FILES)}"
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from ncf_lib.checkpoints import Checkpoint, TrainingState, restore_training, save_training
 from ncf_lib.dataset import EvalSet, NCFData
-from ncf_lib.errors import ConfigError, TrainingDivergedError
+from ncf_lib.errors import ConfigError, TrainingDivergedError, WriteError
 from ncf_lib.metrics import Scorer, check_top_k, evaluate
 from ncf_lib.models import ModelConfig, Recommender, build_model, config_dict
 from ncf_lib.sampling import NegativeSampler, batches
@@ -323,7 +324,12 @@ def fit(
     model.load_state_dict(state.best_weights)
     best = state.best_metrics()
     if writer is not None:
-        _log_hparams(writer, config, model, best, state.best_epoch)
+        try:
+            _log_hparams(writer, config, model, best, state.best_epoch)
+        except OSError as err:  # a full disk must not lose the run: its result is returned
+            warnings.warn(
+                f"TensorBoard logs in {config.log_dir} are incomplete: {err}", stacklevel=2
+            )
     checkpoint = None if config.checkpoint is None else Path(config.checkpoint)
     history, seconds = pd.DataFrame(state.history), time.perf_counter() - started
     return FitResult(history, state.best_epoch, best, model, checkpoint, seconds)
@@ -381,7 +387,12 @@ def _writer(log_dir: str | None):
         return None
     from tensorboardX import SummaryWriter
 
-    return SummaryWriter(log_dir)
+    try:
+        return SummaryWriter(log_dir)
+    except OSError as err:
+        raise WriteError(
+            f"{log_dir}: cannot write TensorBoard logs there: {err.strerror}"
+        ) from None
 
 
 def _log_epoch(writer, row: dict) -> None:

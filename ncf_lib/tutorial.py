@@ -11,8 +11,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ncf_lib.errors import ConfigError
+
 SAMPLE_ENV = "NCF_SAMPLE"
 DATASET_ENV = "NCF_DATASET"
+#: How ``NCF_SAMPLE`` may be written (case is ignored; empty is off).
+SWITCH = {"1": True, "true": True, "yes": True, "on": True, "y": True,
+          "0": False, "false": False, "no": False, "off": False, "n": False, "": False}  # fmt: skip
 #: The small sample: small enough that every notebook runs in seconds, large enough to learn.
 SAMPLE_DATASET = "synthetic:600x800x24000"
 
@@ -36,6 +41,12 @@ class Settings:
 
 def settings(epochs: int = 10, sample_epochs: int = 2) -> Settings:
     """Read ``NCF_SAMPLE`` / ``NCF_DATASET`` and return the notebook settings."""
-    sample = os.environ.get(SAMPLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    text = os.environ.get(SAMPLE_ENV, "").strip().lower()
+    if text not in SWITCH:
+        raise ConfigError(
+            f"{SAMPLE_ENV}={text!r}: expected 1, true, yes, on (the sample) or 0, false, no, "
+            "off, empty (the full dataset)"
+        )
+    sample = SWITCH[text]
     dataset = os.environ.get(DATASET_ENV) or (SAMPLE_DATASET if sample else "ml-1m")
     return Settings(sample, dataset, sample_epochs if sample else epochs, Path("outputs"))

@@ -112,7 +112,7 @@ def test_bench_times_the_seed_and_counts_worker_start_up_once(tmp_path):
     for stage in (
         "prepare",
         "epoch",
-        "epoch (autograd)",
+        "epoch (hand gradients)",
         "evaluate",
         "end to end",
         "peak RSS (MiB)",

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ncf_lib.checkpoints import load_checkpoint
+from ncf_lib.checkpoints import load_checkpoint, weights_digest
 from ncf_lib.cli import main
 from ncf_lib.files import exclusive_lock
 from ncf_lib.ratings import load_ratings, read_ratings
@@ -325,6 +325,7 @@ def test_a_nan_checkpoint_is_an_error_not_zero(tmp_path, capsys):
     payload["state_dict"] = {
         k: torch.full_like(v, torch.nan) for k, v in payload["state_dict"].items()
     }
+    payload["weights_sha256"] = weights_digest(payload["state_dict"])  # as a diverged run saves
     torch.save(payload, path)
     _one_line_error(["evaluate", str(path)], capsys, "NaN or infinity")
     _one_line_error(["recommend", str(path), "--user", "1"], capsys, "NaN or infinity")
@@ -364,10 +365,30 @@ def test_damaged_checkpoints_are_one_line(tmp_path, capsys):
     shrunk = dict(payload, state_dict={**payload["state_dict"]})
     key = next(iter(shrunk["state_dict"]))
     shrunk["state_dict"][key] = shrunk["state_dict"][key][:3]
+    shrunk["weights_sha256"] = weights_digest(shrunk["state_dict"])
     torch.save(shrunk, tmp_path / "shape.pt")
     _one_line_error(["evaluate", str(tmp_path / "shape.pt")], capsys, "shape.pt", "do not fit")
     torch.save({k: v for k, v in payload.items() if k != "model_config"}, tmp_path / "key.pt")
     _one_line_error(["evaluate", str(tmp_path / "key.pt")], capsys, "key.pt", "model_config")
+
+
+def test_overwritten_weight_bytes_are_refused(tmp_path, capsys):
+    """A checkpoint whose tensor bytes were changed in place (the file still loads) is
+    refused by the SHA-256 of its weights, naming the file; so is a changed resume state."""
+    assert main(_train_argv(tmp_path)) == 0
+    path = next((tmp_path / "ck").glob("*.pt"))
+    payload = torch.load(path, weights_only=True)
+    for part in ("state_dict", "training"):
+        changed = torch.load(path, weights_only=True)
+        weights = changed["state_dict"] if part == "state_dict" else changed["training"]["model"]
+        name = next(iter(weights))
+        weights[name] = weights[name].clone()
+        weights[name].view(-1)[0] += 1.0
+        torch.save(changed, tmp_path / f"{part}.pt")
+        _one_line_error(["evaluate", str(tmp_path / f"{part}.pt")], capsys, f"{part}.pt",
+                        "do not match the SHA-256")  # fmt: skip
+    torch.save(payload, tmp_path / "same.pt")  # untouched: loads
+    assert load_checkpoint(tmp_path / "same.pt").epoch == 1
 
 
 def test_unwritable_data_dir_keeps_the_place_by_hand_hint(tmp_path, capsys):
@@ -414,3 +435,200 @@ def test_written_files_follow_the_umask(tmp_path, grid_csv):
         os.umask(old)
     assert ckpt.stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "res" / "results.csv").stat().st_mode & 0o777 == 0o640
+
+
+# ---- round 3: outputs never replace inputs or runs ------------------------------------------
+
+
+def test_an_output_never_replaces_an_input_and_a_folder_is_not_a_file(tmp_path, capsys):
+    ratings = _ratings_file(tmp_path / "r.csv", _dense_rows(30, items_per_user=10))
+    assert main(["train", "--dataset", str(ratings), "--epochs", "1", "--model", "gmf", *QUIET,
+                 "--num-ng-test", "19", "--out", str(tmp_path / "ck")]) == 0  # fmt: skip
+    ckpt = next((tmp_path / "ck").glob("*.pt"))
+    before = {p: p.read_bytes() for p in (ckpt, ratings)}
+    for target in (ckpt, ratings):
+        _one_line_error(["evaluate", str(ckpt), "--per-user", str(target)], capsys,
+                        "--per-user", "is an input")  # fmt: skip
+    assert {p: p.read_bytes() for p in before} == before
+    (tmp_path / "dir").mkdir()
+    for folder in (str(tmp_path / "dir"), str(tmp_path / "new") + "/"):
+        out = _one_line_error(["evaluate", str(ckpt), "--per-user", folder], capsys, "is a folder")
+        assert "model" not in out  # refused before any metric was computed
+    assert not (tmp_path / "new").exists()
+
+
+def test_train_refuses_to_replace_an_unfinished_run_unless_told(tmp_path, capsys):
+    from ncf_lib.dataset import build_dataset
+    from ncf_lib.train import TrainConfig, train_model
+
+    path = tmp_path / "ck" / "synthetic_120x200x3000-gmf.pt"
+    data = build_dataset(load_ratings(SAMPLE), seed=42)
+
+    def stop(row):
+        raise KeyboardInterrupt  # after epoch 1 of 3, as Ctrl-C would
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model("gmf", data, TrainConfig(epochs=3, progress=False, checkpoint=str(path)),
+                    on_epoch=stop)  # fmt: skip
+    kept = path.read_bytes()
+    _one_line_error(_train_argv(tmp_path), capsys, str(path), "unfinished run (after epoch 1 of 3)",
+                    "--resume", "--overwrite")  # fmt: skip
+    assert path.read_bytes() == kept
+    assert main(_train_argv(tmp_path, "--overwrite")) == 0
+    assert load_checkpoint(path).training["next_epoch"] == 2  # the new, finished 1-epoch run
+    assert main(_train_argv(tmp_path)) == 0  # a finished run may be replaced
+
+
+def test_two_ratings_files_of_one_name_get_two_checkpoints(tmp_path, capsys):
+    for folder in ("A", "B"):
+        (tmp_path / folder).mkdir()
+        _ratings_file(tmp_path / folder / "ratings.csv", _dense_rows(30, items_per_user=10))
+        assert main(["train", "--dataset", str(tmp_path / folder / "ratings.csv"), "--epochs",
+                     "1", "--model", "gmf", *QUIET, "--num-ng-test", "19",
+                     "--out", str(tmp_path / "ck")]) == 0  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "ck").glob("*.pt")) == [
+        "A-ratings.csv-gmf.pt", "B-ratings.csv-gmf.pt"
+    ]  # fmt: skip
+
+
+# ---- round 3: what is read is what the file says --------------------------------------------
+
+
+def test_timestamps_keep_their_order_exactly(tmp_path):
+    rows = [(1, 1, 4, "100"), (1, 2, 4, "1e30"), (1, 3, 4, "200"),  # 1e30 is the latest
+            (2, 1, 4, "1000000000.9"), (2, 2, 4, "1000000000.1"), (2, 3, 4, "5")]  # fmt: skip
+    frame = read_ratings(_ratings_file(tmp_path / "t.csv", rows))
+    assert frame["timestamp"].dtype == np.float64
+    latest = frame.loc[frame.groupby("user_id")["timestamp"].idxmax(), "item_id"].tolist()
+    assert latest == [2, 1]  # user 2: .9 is after .1, whatever the file order
+    whole = read_ratings(_ratings_file(tmp_path / "w.csv", [(1, 1, 4, 5), (1, 2, 4, 7)]))
+    assert whole["timestamp"].dtype == np.int64
+
+
+@pytest.mark.parametrize("bad", ["inf", "nan", "-inf", "1e400"])
+def test_a_non_finite_timestamp_names_its_line(tmp_path, capsys, bad):
+    path = _ratings_file(tmp_path / "t.csv", [(1, 1, 4, 10), (1, 2, 4, bad), (1, 3, 4, 30)])
+    _one_line_error(["info", "--dataset", str(path)], capsys, str(path), "line 2", "finite")
+
+
+def test_a_folder_with_two_ratings_files_says_so(tmp_path, capsys):
+    _ratings_file(tmp_path / "ratings.csv", _dense_rows(5))
+    (tmp_path / "ratings.dat").write_text("1::1::4::1\n")
+    _one_line_error(["info", "--dataset", str(tmp_path)], capsys, "ratings.csv", "ratings.dat",
+                    "several ratings files")  # fmt: skip
+
+
+def test_movies_csv_in_windows_1252_and_with_named_ids(tmp_path):
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    _ratings_file(folder / "ratings.csv", [(1, "B0001", 4, 1), (1, "B0002", 4, 2)],
+                  header="userId,movieId,rating,timestamp")  # fmt: skip
+    (folder / "movies.csv").write_bytes(
+        "movieId,title,genres\nB0001,Caf\xe9 (1999),Drama\nB0002,Na\xefve (2001),Comedy\n"
+        .encode("cp1252")
+    )  # fmt: skip
+    ratings = load_ratings(folder)
+    assert ratings.movies["title"].tolist() == ["Café (1999)", "Naïve (2001)"]
+    assert ratings.movies["item_id"].tolist() == ["B0001", "B0002"]
+
+
+def test_one_named_id_among_integers_keeps_the_titles(tmp_path):
+    from ncf_lib.dataset import build_dataset
+
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    rows = [(u, i, 4, 10 * u + i) for u in range(1, 31) for i in range(u % 5 + 1, u % 5 + 12)]
+    rows += [(1, "x9", 4, 99)]
+    _ratings_file(folder / "ratings.csv", rows, header="userId,movieId,rating,timestamp")
+    titles = "\n".join(f"{i},Movie {i} (2000),Drama" for i in range(1, 17))
+    (folder / "movies.csv").write_text("movieId,title,genres\n" + titles + "\n")
+    data = build_dataset(load_ratings(folder), num_ng_test=3)
+    named = dict(zip(data.item_ids.tolist(), data.titles.tolist()))
+    assert named["3"] == "Movie 3 (2000)" and named["x9"] == "(unknown title)"
+
+
+# ---- round 3: bad settings, refused before the work -----------------------------------------
+
+
+BAD_PRETRAINING = [("--alpha", "5"), ("--alpha", "-1"), ("--finetune-lr", "-0.1"),
+                   ("--finetune-lr", "nan")]  # fmt: skip
+
+
+@pytest.mark.parametrize("flag, value", BAD_PRETRAINING)
+def test_pretraining_settings_are_checked_before_training(tmp_path, capsys, flag, value):
+    argv = ["train", "--dataset", SAMPLE, "--epochs", "1", "--model", "neumf", "--pretrain",
+            *QUIET, "--out", str(tmp_path / "ck"), flag, value]  # fmt: skip
+    out = _one_line_error(argv, capsys, flag, value)
+    assert "== gmf" not in out and not (tmp_path / "ck").exists()
+
+
+@pytest.mark.parametrize("value, sample", [("off", False), ("n", False), ("ON", True), ("y", True)])
+def test_ncf_sample_reads_the_usual_words(monkeypatch, value, sample):
+    from ncf_lib.tutorial import settings
+
+    monkeypatch.setenv("NCF_SAMPLE", value)
+    assert settings().sample is sample
+
+
+def test_ncf_sample_refuses_anything_else(monkeypatch):
+    from ncf_lib.errors import ConfigError
+    from ncf_lib.tutorial import settings
+
+    monkeypatch.setenv("NCF_SAMPLE", "maybe")
+    with pytest.raises(ConfigError, match="NCF_SAMPLE='maybe': expected 1, true"):
+        settings()
+
+
+# ---- round 3: a full disk is one line, and a finished run's result is kept -------------------
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KiB tmpfs (as root; skipped otherwise), filled up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    (mount / "out").mkdir()
+    (mount / "log").mkdir()
+    with open(mount / "filler", "wb") as f:
+        try:
+            f.write(b"\0" * (300 << 10))
+        except OSError:
+            pass
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_path(tmp_path, full_disk, capsys):
+    ckpt_dir = tmp_path / "ck"
+    assert main(_train_argv(tmp_path)) == 0
+    ckpt = next(ckpt_dir.glob("*.pt"))
+    out = _one_line_error(_train_argv(tmp_path)[:-1] + [str(full_disk / "out")], capsys,
+                          str(full_disk / "out"), "No space left")  # fmt: skip
+    left = [p.name for p in (full_disk / "out").iterdir() if not p.name.endswith(".lock")]
+    assert left == []  # nothing half-written left behind (the lock is not an output)
+    del out
+    _one_line_error(["evaluate", str(ckpt), "--per-user", str(full_disk / "out" / "u.csv")],
+                    capsys, "u.csv", "No space left")  # fmt: skip
+    _one_line_error(["export", str(ckpt), str(full_disk / "out" / "emb")], capsys,
+                    "No space left")  # fmt: skip
+
+
+def test_a_full_log_disk_keeps_the_finished_run(tmp_path, full_disk, capsys):
+    argv = [a for a in _train_argv(tmp_path) if a != "--no-log"] + [
+        "--log-dir",
+        str(full_disk / "log"),
+    ]
+    code = main(argv)
+    captured = capsys.readouterr()
+    if code == 2:  # the disk is too full to start the logs: refused before training
+        assert "cannot write" in captured.err and "epoch 001" not in captured.out
+    else:
+        assert code == 0 and "Best epoch 001" in captured.out

@@ -1,0 +1,260 @@
+"""What would silently change a published number: evaluation over several chunks of users,
+ties, the candidate sampler's distribution, the selected epoch's weights through checkpoints
+and resume, users without a validation item, the loss and L2 arithmetic, and the HR the
+command line prints. Each expected value is computed here directly, not by the code under
+test."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ncf_lib.checkpoints import load_checkpoint
+from ncf_lib.cli import main
+from ncf_lib.dataset import build_dataset
+from ncf_lib.metrics import evaluate, full_ranking_metrics, full_ranks
+from ncf_lib.models import build_model
+from ncf_lib.ratings import Ratings, load_ratings
+from ncf_lib.sampling import batches, epoch_arrays
+from ncf_lib.synthetic import synthetic_ratings
+from ncf_lib.train import TrainConfig, fit, train_epoch, train_model
+
+QUICK = dict(progress=False)
+SMALL = "synthetic:150x300x4500"
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """5,000 users x 1,000 items: more users than one chunk of the candidate sampler
+    (4,194 users at 1,000 items), of candidate scoring (2,048) and of full ranking (2,097)."""
+    frame = synthetic_ratings(5000, 1000, 60_000, seed=3)
+    return build_dataset(Ratings(frame, None, "synthetic:5000x1000x60000"), seed=11)
+
+
+def _table_scorer(n_users: int, n_items: int, seed: int = 0):
+    """A fixed random score per (user, item), and the scorer reading it."""
+    table = torch.from_numpy(np.random.default_rng(seed).random((n_users, n_items)))
+
+    def score(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return table[users[:, None], items]
+
+    return table.numpy(), score
+
+
+def _direct(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
+    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    return {"hr": float((ranks < k).mean()), "ndcg": float(gains.mean())}
+
+
+def test_evaluation_over_many_chunks_equals_a_direct_computation(wide):
+    table, score = _table_scorer(wide.n_users, wide.n_items)
+    for eval_set in (wide.validation, wide.test):
+        scores = table[eval_set.users[:, None], eval_set.candidates]
+        ranks = (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
+        got = evaluate(score, eval_set)
+        assert got == pytest.approx(_direct(ranks), abs=1e-12)
+
+
+def _full_ranks_directly(table, data, eval_set, exclude):
+    """Rank of each held-out item among the items the user did not train on (nor hold out
+    in ``exclude``), ties against it."""
+    known = np.zeros((data.n_users, data.n_items), dtype=bool)
+    known[data.train_users, data.train_items] = True
+    if exclude is not None:
+        known[exclude.users, exclude.items] = True
+    users, held = eval_set.users, eval_set.items
+    scores = table[users]
+    beats = (scores >= scores[np.arange(users.size), held][:, None]) & ~known[users]
+    beats[np.arange(users.size), held] = False
+    return beats.sum(axis=1)
+
+
+def test_full_ranking_over_many_chunks_equals_a_direct_computation(wide):
+    table, score = _table_scorer(wide.n_users, wide.n_items, seed=1)
+    want = _full_ranks_directly(table, wide, wide.test, wide.validation)
+    got = full_ranks(score, wide, wide.test, exclude=wide.validation).numpy()
+    assert np.array_equal(got, want)
+    metrics = full_ranking_metrics(score, wide, wide.test, 10, exclude=wide.validation)
+    assert metrics["hr"] == pytest.approx(_direct(want)["hr"], abs=1e-12)
+
+
+def test_users_without_a_validation_item_are_ranked_with_validation_excluded():
+    """Users with two ratings have a test item but no validation item: excluding the
+    validation items must not touch their rows (nor borrow another user's item)."""
+    frame = synthetic_ratings(300, 200, 6000, seed=5)
+    few = frame["user_id"].isin(frame["user_id"].unique()[::3])  # every third user ...
+    frame = frame[~few | (frame.groupby("user_id").cumcount() < 2)]  # ... keeps two ratings
+    data = build_dataset(Ratings(frame, None, "two-rating users"), seed=2)
+    lacking = np.setdiff1d(data.test.users, data.validation.users)
+    assert lacking.size > 50  # the case under test is there
+    table, score = _table_scorer(data.n_users, data.n_items, seed=4)
+    want = _full_ranks_directly(table, data, data.test, data.validation)
+    got = full_ranks(score, data, data.test, exclude=data.validation).numpy()
+    assert np.array_equal(got, want)
+
+
+def test_a_constant_scorer_ranks_every_held_out_item_last(wide):
+    def constant(users, items):
+        return torch.zeros(items.shape)
+
+    assert evaluate(constant, wide.test) == {"hr": 0.0, "ndcg": 0.0}
+    full = full_ranking_metrics(constant, wide, wide.test, 10, exclude=wide.validation)
+    assert full["hr"] == 0.0 and full["ndcg"] == 0.0
+
+
+def test_the_default_candidates_are_uniform_over_unseen_items_across_chunks(wide):
+    """Each user's 99 candidates: distinct, never an item of theirs, and uniform over their
+    unseen items. Per item, the draws over all users are compared with their expectation
+    (sum over users of 99 / unseen items); with a fixed seed the test is deterministic, and
+    under a correct sampler the chance of any |z| above 5 among 1,000 items is below 1e-3.
+    A bias towards low (or high) ids moves the mean z of the two halves apart."""
+    seen = np.zeros((wide.n_users, wide.n_items), dtype=bool)
+    seen[wide.train_users, wide.train_items] = True
+    for eval_set in (wide.validation, wide.test):
+        seen[eval_set.users, eval_set.items] = True
+    for eval_set in (wide.validation, wide.test):
+        negatives = eval_set.candidates[:, 1:]
+        assert (np.sort(negatives, axis=1)[:, 1:] != np.sort(negatives, axis=1)[:, :-1]).all()
+        assert not seen[eval_set.users[:, None], negatives].any()
+        unseen = ~seen[eval_set.users]
+        expected = (unseen * (99 / unseen.sum(axis=1))[:, None]).sum(axis=0)
+        observed = np.bincount(negatives.ravel(), minlength=wide.n_items)
+        z = (observed - expected) / np.sqrt(expected)
+        assert np.abs(z).max() < 5
+        half = wide.n_items // 2
+        assert abs(z[:half].mean() - z[half:].mean()) < 5 * np.sqrt(2 / half)
+        later = eval_set.users >= 4194  # the users of the second chunk have their own draws
+        assert not seen[eval_set.users[later][:, None], negatives[later]].any()
+
+
+def test_train_epoch_returns_the_row_weighted_mean_loss(small_data):
+    rows = epoch_arrays(small_data, 4, np.random.default_rng(0))
+    torch.manual_seed(0)
+    model = build_model("neumf", small_data.n_users, small_data.n_items)
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # the weights stay where they are
+    assert rows[0].shape[0] % 768  # a shorter last batch: a plain mean of batches would differ
+    loss = train_epoch(model, frozen, batches(*rows, batch_size=768))
+    with torch.no_grad():
+        logits = model(rows[0], rows[1]).double()
+        labels = rows[2].double()
+        bce = torch.clamp(logits, min=0) - logits * labels + torch.log1p(torch.exp(-logits.abs()))
+    assert loss == pytest.approx(float(bce.mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mf", "neumf"])
+def test_one_step_with_l2_is_sgd_on_the_penalised_loss(small_data, name):
+    """``l2`` is the weight of the sum of squares of a batch's embedding rows divided by the
+    batch size: one SGD step through train_epoch equals autograd's step on that loss."""
+    users, items, labels = (t[:64] for t in epoch_arrays(small_data, 4, np.random.default_rng(1)))
+    weight, lr = 0.5, 0.1
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(build_model(name, small_data.n_users, small_data.n_items))
+    by_library, by_hand = models
+    train_epoch(by_library, torch.optim.SGD(by_library.parameters(), lr=lr),
+                [(users, items, labels)], l2=weight)  # fmt: skip
+    penalty = sum(
+        module(users if "user" in n else items).pow(2).sum()
+        for n, module in by_hand.named_modules()
+        if isinstance(module, torch.nn.Embedding)
+    )
+    loss = torch.nn.BCEWithLogitsLoss()(by_hand(users, items), labels)
+    (loss + weight / labels.shape[0] * penalty).backward()
+    with torch.no_grad():
+        for p in by_hand.parameters():
+            p -= lr * p.grad
+    for a, b in zip(by_library.parameters(), by_hand.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def spoiled(small_data, tmp_path_factory):
+    """A trained GMF, then fine-tuned with SGD at lr 10 from ``evaluate_start``: its best
+    epoch is 0 (the model as given), earlier than the last; with the weights at each epoch."""
+    gmf = train_model("gmf", small_data, TrainConfig(epochs=2, lr=0.01, **QUICK)).model
+    given = {k: v.clone() for k, v in gmf.state_dict().items()}
+    config = TrainConfig(epochs=3, optimizer="sgd", lr=10.0, evaluate_start=True, **QUICK)
+    return gmf, given, config, tmp_path_factory.mktemp("spoiled")
+
+
+def _weights_at_each_epoch(model):
+    seen = {}
+
+    def on_epoch(row):
+        seen[row["epoch"]] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    return seen, on_epoch
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_selected_epoch_not_the_last_is_returned_and_saved(small_data, spoiled):
+    gmf, given, config, folder = spoiled
+    gmf.load_state_dict(given)
+    seen, on_epoch = _weights_at_each_epoch(gmf)
+    path = folder / "best.pt"
+    result = fit(gmf, small_data, replace(config, checkpoint=str(path)), on_epoch=on_epoch)
+    assert result.best_epoch == 0 and result.history["epoch"].max() == 3
+    assert not _same(seen[3], seen[0])  # the last epoch's weights are another model
+    assert _same(result.model.state_dict(), seen[0])
+    saved = load_checkpoint(path)
+    assert saved.epoch == 0 and _same(saved.model.state_dict(), seen[0])
+    assert saved.training["history"][-1]["epoch"] == 3
+    assert _same(saved.training["model"], seen[3])  # the weights to resume from: the last
+
+
+def test_resuming_keeps_the_earlier_best_epoch(small_data, spoiled):
+    gmf, given, config, folder = spoiled
+    gmf.load_state_dict(given)
+    whole = fit(gmf, small_data, config)
+    gmf.load_state_dict(given)
+    path = folder / "cut.pt"
+    fit(gmf, small_data, replace(config, epochs=2, checkpoint=str(path)))
+    fresh = build_model("gmf", small_data.n_users, small_data.n_items)
+    resumed = fit(fresh, small_data, config, resume=load_checkpoint(path))
+    assert resumed.best_epoch == whole.best_epoch == 0
+    metrics = ["epoch", "loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg"]
+    pd.testing.assert_frame_equal(resumed.history[metrics], whole.history[metrics])
+    assert _same(resumed.model.state_dict(), given)
+
+
+def test_the_printed_hr_is_the_checkpoints_hr(tmp_path, capsys):
+    argv = ["train", "--dataset", SMALL, "--model", "gmf", "--epochs", "2", "--no-progress",
+            "--no-log", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    printed = re.search(r"Best epoch \d+: HR = ([\d.]+), NDCG = ([\d.]+)", capsys.readouterr().out)
+    ckpt = load_checkpoint(next(tmp_path.glob("*.pt")))
+    data = build_dataset(load_ratings(SMALL), **ckpt.data)
+    direct = evaluate(ckpt.model.score, data.test)
+    assert (float(printed[1]), float(printed[2])) == (
+        round(direct["hr"], 3),
+        round(direct["ndcg"], 3),
+    )
+
+
+def test_evaluate_prints_each_scorers_numbers(tmp_path, capsys):
+    assert main(["train", "--dataset", SMALL, "--model", "gmf", "--epochs", "1",
+                 "--no-progress", "--no-log", "--out", str(tmp_path)]) == 0  # fmt: skip
+    path = next(tmp_path.glob("*.pt"))
+    capsys.readouterr()
+    assert main(["evaluate", str(path)]) == 0
+    lines = {
+        tuple(line.split()[:2]): line.split()[2:]
+        for line in capsys.readouterr().out.splitlines()[2:]
+    }
+    ckpt = load_checkpoint(path)
+    data = build_dataset(load_ratings(SMALL), **ckpt.data)
+    for split, eval_set, exclude in (("validation", data.validation, None),
+                                     ("test", data.test, data.validation)):  # fmt: skip
+        sampled = evaluate(ckpt.model.score, eval_set)
+        full = full_ranking_metrics(ckpt.model.score, data, eval_set, 10, exclude=exclude)
+        want = [f"{v:.3f}" for v in (sampled["hr"], sampled["ndcg"], full["hr"], full["ndcg"])]
+        assert lines[("model", split)] == want, split
