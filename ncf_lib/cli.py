@@ -460,7 +460,8 @@ def cmd_recommend(args: argparse.Namespace) -> None:
     if args.user is not None:
         user = data.user_index(args.user, what="--user")
         history, model = data.user_history(user), ckpt.model
-        who = f"user {data.user_ids[user]} ({history.size} movies rated, excluded)"
+        name = f"user {data.user_ids[user]}"
+        who = f"{name} ({history.size} movies rated, excluded)"
     else:
         history = np.unique(
             [match_title(t, data.titles, data.item_ids) for t in args.like or []]
@@ -468,8 +469,9 @@ def cmd_recommend(args: argparse.Namespace) -> None:
         )
         model, user = fold_in(ckpt.model, [history], FoldInConfig(seed=args.seed)), 0
         liked = data.titles[history] if data.titles is not None else data.item_ids[history]
+        name = "the folded-in user"
         who = f"a new user who likes {'; '.join(map(str, liked))} (folded in, excluded)"
-    items, probs = recommend(model, user, args.k, exclude=history)
+    items, probs = recommend(model, user, args.k, exclude=history, name=name)
     print(f"Top {len(items)} for {who}:")
     print(recommendation_table(items, probs, data.item_ids, data.titles).to_string(index=False))
 
@@ -479,7 +481,7 @@ def cmd_similar(args: argparse.Namespace) -> None:
         raise UsageError(f"-k must be at least 1, got {args.k}")
     ckpt, data = _checkpoint_and_data(args)
     item = _item(data, args.item)
-    items, cosines = similar_items(ckpt.model, item, args.k)
+    items, cosines = similar_items(ckpt.model, item, args.k, ids=data.item_ids)
     name = data.titles[item] if data.titles is not None else data.item_ids[item]
     print(
         f"Closest to {name} (id {data.item_ids[item]}) in {type(ckpt.model).__name__}'s item space:"

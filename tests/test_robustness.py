@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -632,3 +633,62 @@ def test_a_full_log_disk_keeps_the_finished_run(tmp_path, full_disk, capsys):
         assert "cannot write" in captured.err and "epoch 001" not in captured.out
     else:
         assert code == 0 and "Best epoch 001" in captured.out
+
+
+def test_a_nan_row_is_named_by_its_original_id(tmp_path, capsys):
+    """One user's and one item's embedding rows turned NaN (saved as a diverged run would,
+    with their hash): recommend names the user's own id, similar and export the item's."""
+    assert main(_train_argv(tmp_path)) == 0
+    path = next((tmp_path / "ck").glob("*.pt"))
+    ckpt = load_checkpoint(path)
+    payload = torch.load(path, weights_only=True)
+    user, item = int(np.flatnonzero(ckpt.user_ids == 6)[0]), 3
+    payload["state_dict"]["user_embedding.weight"][user] = torch.nan
+    payload["state_dict"]["item_embedding.weight"][item] = torch.nan
+    payload["weights_sha256"] = weights_digest(payload["state_dict"])
+    torch.save(payload, path)
+    _one_line_error(["recommend", str(path), "--user", "6"], capsys, "user 6:", "NaN")
+    item_id = str(ckpt.item_ids[item])
+    other = str(ckpt.item_ids[item + 1])
+    _one_line_error(["similar", str(path), "--item", other], capsys, f"item {item_id} ", "NaN")
+    _one_line_error(["export", str(path), str(tmp_path / "emb")], capsys, "user 6 ", "NaN")
+    assert not (tmp_path / "emb" / "items.csv").exists()
+
+
+def test_a_finished_row_without_its_history_is_trained_again(tmp_path):
+    """A stop between the two files' writes: results.csv holds the row, history.csv does not
+    hold its curve. The next run trains it again and writes both; closed forms need none."""
+    data, full = build_splits(load_ratings(SAMPLE), seed=42)
+    csv, hist = tmp_path / "results.csv", tmp_path / "history.csv"
+    specs = [RunSpec("itempop", factors=8, epochs=1), RunSpec("gmf", factors=8, epochs=1)]
+    run_grid(specs, data, csv, full=full, history_path=hist)
+    curves = pd.read_csv(hist)
+    curves[curves["key"] != specs[1].key].to_csv(hist, index=False)  # its curve lost
+    seen = []
+    run_grid(specs, data, csv, full=full, history_path=hist, on_row=seen.append)
+    assert [row["model"] for row in seen] == ["gmf"]
+    assert specs[1].key in set(pd.read_csv(hist)["key"])
+    assert len(pd.read_csv(csv)) == 2
+
+
+def test_sigterm_stops_reproduce_and_its_workers_and_keeps_finished_rows(tmp_path):
+    """``reproduce --jobs 2`` stopped by SIGTERM once a row is written: it exits with 130 and
+    the one-line message, no worker is left training, and the finished rows are kept."""
+    out = tmp_path / "results"
+    argv = [sys.executable, "-m", "ncf_lib", "reproduce", "--dataset", "synthetic:80x200x1600",
+            "--seeds", "0", "1", "--epochs", "3", "--factors", "8", "--only-main", "--jobs", "2",
+            "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, start_new_session=True)  # fmt: skip
+    for line in proc.stdout:
+        if line.startswith("main "):  # a finished row: the workers are training the next ones
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "interrupted"
+    with pytest.raises(ProcessLookupError):  # nothing of the run's session is still alive
+        for _ in range(50):
+            os.killpg(proc.pid, 0)
+            time.sleep(0.1)  # a terminated worker may take a moment to be reaped
+    kept = pd.read_csv(out / "results.csv")
+    assert len(kept) >= 1 and np.isfinite(kept["hr@10"]).all()

@@ -28,7 +28,7 @@ from ncf_lib.errors import ConfigError
 from ncf_lib.files import atomic_write, check_writable, exclusive_lock
 from ncf_lib.ratings import DataFormatError, Ratings, dataset_label
 from ncf_lib.study import grid, report
-from ncf_lib.study.grid import RunSpec, estimate_seconds, run_one
+from ncf_lib.study.grid import CLOSED_FORM, RunSpec, estimate_seconds, run_one
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
@@ -146,24 +146,26 @@ def run_grid(
     csv_path = Path(csv_path)
     check_writable(csv_path.parent, "results folder")
     lock = _lock_of(csv_path)
-    finished = _finished_keys(csv_path)
+    finished = _finished_keys(csv_path, history_path)
+    curveless = _finished_keys(csv_path) - finished  # rows whose curve was lost: trained again
     todo = [spec for spec in dict.fromkeys(specs) if spec.key not in finished]
     if jobs > 1:
-        runs = _in_workers(todo, data, full, jobs, csv_path)
+        runs = _in_workers(todo, data, full, jobs, csv_path, history_path)
     else:
-        runs = _in_turn(todo, data, full, csv_path)
+        runs = _in_turn(todo, data, full, csv_path, history_path)
     for row, history in runs:
         with exclusive_lock(lock):  # another run_grid may write the same files
             done = finished_rows(csv_path)[0]
-            if row["key"] in set(done["key"]):
+            if row["key"] in set(done["key"]) - curveless:
                 continue  # finished meanwhile by another process
-            _write_atomic(_append(done, pd.DataFrame([row])), csv_path)
-            if history_path and history is not None:
+            done = done[done["key"] != row["key"]]
+            if history_path and history is not None:  # first: a results row implies its curve
                 histories = read_results(history_path)
                 histories = histories[histories["key"] != row["key"]]
                 _write_atomic(
                     _append(histories, history.assign(key=row["key"])), Path(history_path)
                 )
+            _write_atomic(_append(done, pd.DataFrame([row])), csv_path)
         if on_row is not None:
             on_row(row)
     with exclusive_lock(lock):
@@ -193,10 +195,11 @@ def reproduce(
     specs = grid.paper_grid(seeds, epochs, study_epochs, factors)
     if only_main:
         specs = [s for s in specs if s.study == "main"]
-    kept, notes = finished_rows(out / "results.csv")
-    for note in notes:
+    check_writable(out, "results folder")
+    for note in finished_rows(out / "results.csv")[1]:
         say(note)
-    todo = [s for s in specs if s.key not in set(kept["key"])]
+    done = _finished_keys(out / "results.csv", out / "history.csv")
+    todo = [s for s in specs if s.key not in done]
     speed = grid.seconds_per_million_rows(data)
     minutes = estimate_seconds(todo, data, speed) / 60 / min(jobs, os.cpu_count() or 1)
     say(f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items")
@@ -233,13 +236,20 @@ def _lock_of(csv_path: Path) -> Path:
     return csv_path.with_name(f".{csv_path.name}.lock")
 
 
-def _finished_keys(csv_path: Path) -> set[str]:
+def _finished_keys(csv_path: Path, history_path: str | Path | None = None) -> set[str]:
+    """Keys of the finished rows; with ``history_path``, a trained model's row counts only
+    with its per-epoch history (a stop between the two files' writes re-runs it)."""
     with exclusive_lock(_lock_of(csv_path)):
-        return set(finished_rows(csv_path)[0]["key"])
+        rows = finished_rows(csv_path)[0]
+        if history_path is None or rows.empty:
+            return set(rows["key"])
+        curves = set(read_results(history_path)["key"])
+        trained = ~rows["model"].isin(CLOSED_FORM)
+        return set(rows["key"][~trained | rows["key"].isin(curves)])
 
 
 def _in_turn(
-    specs: list[RunSpec], data: NCFData, full: NCFData | None, csv_path: Path
+    specs: list[RunSpec], data: NCFData, full: NCFData | None, csv_path: Path, history_path=None
 ) -> Iterator[tuple[dict, pd.DataFrame | None]]:
     """``(row, selection history)`` of each spec, one after the other; a spec that another
     process is training (its claim) or has finished in ``csv_path`` is skipped."""
@@ -247,23 +257,28 @@ def _in_turn(
     claims = csv_path.with_name(f".{csv_path.name}.claims")
     for spec in specs:
         with _claim(claims, spec.key) as mine:  # held until the caller has written the row
-            if not mine or spec.key in _finished_keys(csv_path):
+            if not mine or spec.key in _finished_keys(csv_path, history_path):
                 continue
             row, result = run_one(spec, data, full, parts=parts)
             yield row, None if result is None else result.history
 
 
 def _worker(
-    specs: list[RunSpec], data: NCFData, full: NCFData | None, csv_path: Path, queue
+    specs: list[RunSpec], data: NCFData, full: NCFData | None, csv_path: Path, history_path, queue
 ) -> None:
     torch.set_num_threads(1)
-    for item in _in_turn(specs, data, full, csv_path):
+    for item in _in_turn(specs, data, full, csv_path, history_path):
         queue.put(item)
     queue.put(None)  # this worker is done
 
 
 def _in_workers(
-    specs: list[RunSpec], data: NCFData, full: NCFData | None, jobs: int, csv_path: Path
+    specs: list[RunSpec],
+    data: NCFData,
+    full: NCFData | None,
+    jobs: int,
+    csv_path: Path,
+    history_path=None,
 ) -> Iterator[tuple[dict, pd.DataFrame | None]]:
     """Like :func:`_in_turn`, ``jobs`` groups at a time, the longest first (so that no long
     group runs alone at the end); yields rows as workers finish them."""
@@ -283,14 +298,22 @@ def _in_workers(
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=context) as pool:
         queue = manager.Queue()
-        futures = [pool.submit(_worker, groups[key], data, full, csv_path, queue) for key in order]
+        futures = [
+            pool.submit(_worker, groups[key], data, full, csv_path, history_path, queue)
+            for key in order
+        ]
         running = len(futures)
-        while running:  # workers may skip specs finished elsewhere: count the workers instead
-            item = _next_row(queue, futures)
-            if item is None:
-                running -= 1
-            else:
-                yield item
+        try:
+            while running:  # workers may skip specs finished elsewhere: count the workers
+                item = _next_row(queue, futures)
+                if item is None:
+                    running -= 1
+                else:
+                    yield item
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the workers now, not after their runs
+            for child in multiprocessing.active_children():
+                child.terminate()
+            raise
 
 
 def _next_row(queue, futures) -> tuple[dict, pd.DataFrame | None] | None:

@@ -33,7 +33,7 @@ def export_embeddings(
 ) -> Path:
     """Write ``embeddings.npz``, ``users.csv`` and ``items.csv`` into ``folder``."""
     folder = check_writable(folder, "export folder")
-    users, items = side_vectors(model, "user"), side_vectors(model, "item")
+    users, items = side_vectors(model, "user", user_ids), side_vectors(model, "item", item_ids)
     names = np.asarray(titles if titles is not None else [""] * len(item_ids), dtype=str)
     kind = lambda ids: ids if np.asarray(ids).dtype.kind in "iu" else np.asarray(ids, str)  # noqa: E731
     with atomic_write(folder / "embeddings.npz") as tmp:

@@ -12,7 +12,12 @@ from ncf_lib.models import Recommender
 
 @torch.inference_mode()
 def recommend(
-    model: Recommender, user: int, k: int = 10, *, exclude: np.ndarray | None = None
+    model: Recommender,
+    user: int,
+    k: int = 10,
+    *,
+    exclude: np.ndarray | None = None,
+    name: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` highest-scoring items for one (contiguous) user id.
 
@@ -21,6 +26,7 @@ def recommend(
         user: contiguous user id.
         k: how many items.
         exclude: item ids never to recommend (the user's history).
+        name: how an error names the user (e.g. ``user 6``, its original id).
 
     Raises:
         NonFiniteScoresError: the model's scores are not finite (a diverged model).
@@ -34,7 +40,8 @@ def recommend(
     logits = model.score(torch.tensor([user], device=device), items[None, :])[0]
     if not torch.isfinite(logits).all():
         raise NonFiniteScoresError(
-            f"the model scores NaN or infinity for user {user}: its weights are not finite"
+            f"the model scores NaN or infinity for {name or f'user {user}'}: its weights are "
+            "not finite (a diverged or damaged model)"
         )
     if exclude is not None and len(exclude):
         logits[torch.as_tensor(exclude, device=device)] = float("-inf")
