@@ -206,6 +206,10 @@ def cmd_info(args: argparse.Namespace) -> None:
         "test candidates per user": data.test.candidates.shape[1],
         "density": f"{data.density:.4%}",
         "titles": "yes" if data.titles is not None else "no",
+        **{
+            f"{side} ids": "integers" if ids.dtype.kind in "iu" else "names"
+            for side, ids in (("user", data.user_ids), ("item", data.item_ids))
+        },  # fmt: skip
         **{f"seconds {stage}": f"{sec:.3f}" for stage, sec in timings.items()},
         "seconds total": f"{sum(timings.values()):.3f}",
     }
@@ -491,6 +495,7 @@ def cmd_similar(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    check_writable(args.out, "export folder")
     ckpt, data = _checkpoint_and_data(args)
     folder = export_embeddings(ckpt.model, data.user_ids, data.item_ids, data.titles, args.out)
     print(f"wrote {folder}/embeddings.npz, users.csv and items.csv")

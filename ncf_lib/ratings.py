@@ -7,6 +7,8 @@ rating, timestamp`` plus the movies' titles and genres where the dataset has the
 
 from __future__ import annotations
 
+import csv
+import gzip
 import math
 import re
 from dataclasses import dataclass
@@ -62,18 +64,40 @@ def _is_finite(text: str) -> bool:
     return _is_number(text) and math.isfinite(float(text))
 
 
+def _gzipped(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _lines(path: Path):
+    """The file's text lines (a gzip-compressed file is read through gzip)."""
+    opener = gzip.open if _gzipped(path) else open
+    return opener(path, "rt", encoding="utf-8", errors="replace")
+
+
+def _split(line: str, sep: str) -> list[str]:
+    """A line's fields; a comma- or tab-separated line may quote a field holding its separator."""
+    line = line.rstrip("\r\n")
+    return next(csv.reader([line], delimiter=sep)) if sep in (",", "\t") else line.split(sep)
+
+
+def _strict_ids(path: Path, sep: str) -> bool:
+    """MovieLens' own formats (``::`` files and ``u.data``) have integer ids."""
+    return sep == "::" or path.name == "u.data"
+
+
 def _sniff(path: Path) -> tuple[str, bool]:
     """Separator, and whether line 1 is a header, from the first line of a ratings file.
 
     A header is recognised by its content: a ratings row has a number in its rating and
     timestamp fields (ids may be names), a header has names there.
     """
-    with open(path, "rb") as f:
-        first = f.readline().decode("utf-8", "replace").strip()
+    with _lines(path) as f:
+        first = f.readline().strip()
     if not first:
         raise DataFormatError(f"{path}: line 1 is empty; expected a ratings row")
     sep = "::" if "::" in first else "\t" if "\t" in first else "," if "," in first else None
-    fields = first.split(sep) if sep else []
+    fields = _split(first, sep) if sep else []
     if len(fields) != 4:
         raise DataFormatError(
             f"{path}: line 1 ({first[:60]!r}) is not 4 fields separated by '::', tab or "
@@ -94,11 +118,18 @@ _INTEGER = re.compile(r"^[+-]?\d+$")
 
 def _first_bad_line(path: Path, sep: str, header: bool) -> str:
     """Describe the first row that is not ``id, id, number, number`` (errors only)."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    strict = _strict_ids(path, sep)
+    with _lines(path) as f:
         for number, line in enumerate(f, start=1):
             if header and number == 1:
                 continue
-            fields = line.rstrip("\r\n").split(sep)
+            fields = _split(line, sep)
+            if len(fields) == 4 and strict:
+                if bad := [t for t in fields[:2] if not _INTEGER.match(t.strip())]:
+                    return (
+                        f"{path}: line {number}: id {bad[0].strip()!r} is not an integer; "
+                        "MovieLens' own files (:: and u.data) have integer ids"
+                    )
             if len(fields) == 4 and (bad := [t for t in fields[:2] if _bad_id(t)]):
                 return (
                     f"{path}: line {number}: id {bad[0].strip()!r} is a number but not an "
@@ -135,9 +166,12 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
 
     Recognises ``UserID::MovieID::Rating::Timestamp`` (ML-1M, ML-10M), tab-separated
     ``u.data`` (ML-100K) and ``userId,movieId,rating,timestamp`` CSV (ML-20M, ML-25M,
-    ml-latest) from the file's first line; a header row is recognised by its content. Ids
-    are integers of any size (int64) or names (strings such as ``U1x``), kept as they are;
-    an id that is a number but not an integer (``1.7``) is an error. The common all-integer
+    ml-latest) from the file's first line (gzip-compressed too); a header row is recognised
+    by its content. Ids: MovieLens' own formats (``::`` and ``u.data``) have integer ids, so
+    a non-integer id there is an error naming its line; in other files a column is read as
+    names (strings such as ``U1x``, ``007`` kept apart from ``7``) when any of its ids is not
+    an integer, else as int64; an id that is a number but not an integer (``1.7``) is an
+    error. Comma- and tab-separated fields may be quoted. The common all-integer
     case is read by pandas' C parser straight into int64 (``::`` is read as ``:`` with the
     empty fields in between skipped); other ids are read as text.
 
@@ -154,13 +188,15 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise MissingFileError(f"{path}: no such ratings file")
     sep, header = _sniff(path)
+    gzipped = _gzipped(path)
     # "::" is two ':' around an empty field: read ':' with the C engine, keep every other column.
     c_sep, columns = (":", [0, 2, 4, 6]) if sep == "::" else (sep, [0, 1, 2, 3])
     names = list(RATING_DTYPES)
 
     def parse(id_dtype):
         dtypes = dict(zip(columns, [id_dtype, id_dtype, np.float64, np.float64]))
-        frame = pd.read_csv(path, sep=c_sep, header=0 if header else None, engine="c", dtype=dtypes)
+        frame = pd.read_csv(path, sep=c_sep, header=0 if header else None, engine="c",
+                            dtype=dtypes, compression="gzip" if gzipped else None)  # fmt: skip
         if frame.shape[1] != columns[-1] + 1:  # a row with more fields than the first one
             raise DataFormatError(_first_bad_line(path, sep, header))
         frame = frame.iloc[:, columns]
@@ -170,6 +206,8 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
     try:
         frame = parse(np.int64)
     except (ValueError, OverflowError, pd.errors.ParserError):
+        if _strict_ids(path, sep):
+            raise DataFormatError(_first_bad_line(path, sep, header)) from None
         try:
             frame = parse(str)
         except (ValueError, pd.errors.ParserError):

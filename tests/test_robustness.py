@@ -692,3 +692,33 @@ def test_sigterm_stops_reproduce_and_its_workers_and_keeps_finished_rows(tmp_pat
             time.sleep(0.1)  # a terminated worker may take a moment to be reaped
     kept = pd.read_csv(out / "results.csv")
     assert len(kept) >= 1 and np.isfinite(kept["hr@10"]).all()
+
+
+def test_movielens_own_formats_have_integer_ids(tmp_path, capsys):
+    dat = tmp_path / "ratings.dat"
+    dat.write_text("1::10::4::100\n2::x7::4::101\n3::10::5::102\n")
+    _one_line_error(["info", "--dataset", str(dat)], capsys, "line 2", "'x7' is not an integer")
+    udata = tmp_path / "u.data"
+    udata.write_text("1\t10\t4\t100\nU2\t10\t4\t101\n")
+    _one_line_error(["info", "--dataset", str(udata)], capsys, "line 2", "'U2'")
+
+
+def test_info_says_which_kind_each_id_column_is(tmp_path, capsys):
+    rows = _dense_rows(20, items_per_user=8, user_ids=[f"u{i:03d}" for i in range(20)])
+    path = _ratings_file(tmp_path / "r.csv", rows)
+    assert main(["info", "--dataset", str(path), "--num-ng-test", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "user ids: names" in out and "item ids: integers" in out
+
+
+def test_quoted_fields_and_gzip_are_read(tmp_path):
+    import gzip
+
+    text = 'user,item,rating,timestamp\n"Smith, J",1,4,10\n"Smith, J",2,5,11\nK,1,3,12\n'
+    plain = tmp_path / "q.csv"
+    plain.write_text(text)
+    frame = read_ratings(plain)
+    assert frame["user_id"].tolist() == ["Smith, J", "Smith, J", "K"]
+    packed = tmp_path / "ratings.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    pd.testing.assert_frame_equal(read_ratings(packed), frame)
