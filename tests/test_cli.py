@@ -122,7 +122,18 @@ def test_evaluate_and_recommend(tmp_path, capsys):
     assert main(["recommend", ckpt, "--user", "5", "-k", "4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("Top 4 for user 5")
-    assert len(lines) == 2 + 4 and "Synthetic movie" in lines[2]
+    from ncf_lib.checkpoints import load_checkpoint
+    from ncf_lib.dataset import build_dataset
+    from ncf_lib.use.recommend import recommend
+
+    loaded = load_checkpoint(ckpt)
+    data = build_dataset(load_ratings(SAMPLE), **loaded.data)
+    user = data.user_index("5")
+    items, probs = recommend(loaded.model, user, 4, exclude=data.user_history(user))
+    printed = [line.split() for line in lines[2:]]
+    assert [int(row[1]) for row in printed] == data.item_ids[items].tolist()
+    assert [row[-1] for row in printed] == [f"{p:.3f}" for p in probs]
+    assert all("Synthetic movie" in line for line in lines[2:])
 
 
 def test_recommend_excludes_the_users_history(tmp_path, capsys):

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -93,9 +92,9 @@ def test_an_uneven_epoch_does_not_hang_and_only_rank_zero_writes(tmp_path):
 
 
 def test_a_failing_rank_stops_the_run_with_its_error(tmp_path):
-    clock = time.perf_counter()
+    """Rank 1 fails after its first epoch; rank 0 must not wait for it in a collective
+    (torchrun stops it; a hang would end in _torchrun's timeout and fail the test)."""
     done = _torchrun(2, str(SCRIPT), str(tmp_path / "x.pt"), "gmf", "256", "1", timeout=240)
     assert done.returncode != 0
     assert "rank 1 fails on purpose" in done.stderr
-    assert time.perf_counter() - clock < 200  # stopped, not waiting for rank 1's steps
     assert not (tmp_path / "x.pt").exists()

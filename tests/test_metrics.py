@@ -59,7 +59,7 @@ def test_nan_scores_never_hit(small_data):
     scorer = lambda users, items: torch.full(items.shape, torch.nan)  # noqa: E731
     with pytest.raises(NonFiniteScoresError, match="NaN or infinity for 200 of 200 users"):
         evaluate(scorer, small_data.test, k=10)
-    with pytest.raises(NonFiniteScoresError):
+    with pytest.raises(NonFiniteScoresError, match="NaN or infinity for"):
         full_ranking_metrics(scorer, small_data, small_data.test, k=10)
 
 

@@ -77,10 +77,13 @@ def test_dropout_is_applied_in_training_only():
 
 
 @pytest.mark.parametrize(
-    "bad", [dict(layers=(63, 8)), dict(layers=()), dict(factor_num=0), dict(dropout=1.0)]
-)
-def test_bad_config_is_a_clear_error(bad):
-    with pytest.raises(ValueError):
+    "bad, message",
+    [(dict(layers=(63, 8)), r"first is even.*\[63, 8\]"), (dict(layers=()), "layers must be"),
+     (dict(factor_num=0), "factor_num must be positive, got 0"),
+     (dict(dropout=1.0), r"dropout must be in \[0, 1\), got 1.0")],
+)  # fmt: skip
+def test_bad_config_is_a_clear_error(bad, message):
+    with pytest.raises(ValueError, match=message):
         ModelConfig(**bad)
 
 

@@ -87,11 +87,12 @@ def test_users_without_a_validation_item_are_ranked_with_validation_excluded():
     """Users with two ratings have a test item but no validation item: excluding the
     validation items must not touch their rows (nor borrow another user's item)."""
     frame = synthetic_ratings(300, 200, 6000, seed=5)
-    few = frame["user_id"].isin(frame["user_id"].unique()[::3])  # every third user ...
+    ids = np.sort(frame["user_id"].unique())
+    few = frame["user_id"].isin([*ids[::3], ids[-1]])  # every third user and the last ...
     frame = frame[~few | (frame.groupby("user_id").cumcount() < 2)]  # ... keeps two ratings
     data = build_dataset(Ratings(frame, None, "two-rating users"), seed=2)
     lacking = np.setdiff1d(data.test.users, data.validation.users)
-    assert lacking.size > 50  # the case under test is there
+    assert lacking.size > 50 and data.test.users.max() in lacking  # the cases under test
     table, score = _table_scorer(data.n_users, data.n_items, seed=4)
     want = _full_ranks_directly(table, data, data.test, data.validation)
     got = full_ranks(score, data, data.test, exclude=data.validation).numpy()
@@ -258,3 +259,67 @@ def test_evaluate_prints_each_scorers_numbers(tmp_path, capsys):
         full = full_ranking_metrics(ckpt.model.score, data, eval_set, 10, exclude=exclude)
         want = [f"{v:.3f}" for v in (sampled["hr"], sampled["ndcg"], full["hr"], full["ndcg"])]
         assert lines[("model", split)] == want, split
+
+
+def test_the_fingerprint_tells_apart_every_change_of_split(small_ratings):
+    """Another seed changes only the candidates; another num_ng_test their number; fewer
+    ratings the training pairs: each gives another fingerprint, the same build the same."""
+    base = build_dataset(small_ratings, seed=7)
+    assert build_dataset(small_ratings, seed=7).fingerprint == base.fingerprint
+    reseeded = build_dataset(small_ratings, seed=8)
+    assert np.array_equal(reseeded.train_keys, base.train_keys)  # the same training pairs
+    assert reseeded.fingerprint["split"] != base.fingerprint["split"]
+    assert build_dataset(small_ratings, seed=7, num_ng_test=50).fingerprint != base.fingerprint
+    fewer = Ratings(small_ratings.ratings.iloc[:-40], small_ratings.movies, small_ratings.name)
+    assert build_dataset(fewer, seed=7).fingerprint["split"] != base.fingerprint["split"]
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_a_checkpoint_keeps_ids_settings_and_weights(small_ratings, tmp_path, named):
+    """``save_checkpoint`` of a model (no resume state): the original ids (integers or
+    names) come back as they were, with the training settings and the same scores."""
+    from dataclasses import asdict
+
+    from ncf_lib.checkpoints import save_checkpoint
+
+    frame = small_ratings.ratings.copy()
+    if named:
+        frame["user_id"] = "u" + frame["user_id"].astype(str)
+    data = build_dataset(Ratings(frame, None, "ids"), seed=7)
+    model = build_model("neumf", data.n_users, data.n_items)
+    config = TrainConfig(epochs=3, lr=0.002)
+    path = save_checkpoint(tmp_path / "deep" / "m.pt", model, data, asdict(config), epoch=2,
+                           metrics={"test_hr": 0.5})  # fmt: skip
+    loaded = load_checkpoint(path)
+    assert loaded.user_ids.tolist() == data.user_ids.tolist()
+    assert loaded.user_ids.dtype.kind == ("O" if named else "i")
+    assert loaded.item_ids.dtype == np.int64 and np.array_equal(loaded.item_ids, data.item_ids)
+    assert loaded.train_config == asdict(config) and loaded.training is None
+    assert loaded.epoch == 2 and loaded.metrics == {"test_hr": 0.5}
+    users, items = torch.arange(5), torch.arange(40).reshape(5, 8)
+    assert torch.equal(loaded.model.score(users, items), model.eval().score(users, items))
+
+
+def test_per_user_ranks_are_the_ranks_the_metrics_count(wide):
+    from ncf_lib.metrics import per_user_ranks
+
+    table, score = _table_scorer(wide.n_users, wide.n_items, seed=2)
+    rows = per_user_ranks(score, wide)
+    test = rows[rows["split"] == "test"]
+    assert test["user_id"].tolist() == wide.user_ids[wide.test.users].tolist()
+    assert test["item_id"].tolist() == wide.item_ids[wide.test.items].tolist()
+    scores = table[wide.test.users[:, None], wide.test.candidates]
+    assert np.array_equal(test["rank"], (scores[:, 1:] >= scores[:, :1]).sum(axis=1))
+    full = _full_ranks_directly(table, wide, wide.test, wide.validation)
+    assert np.array_equal(test["full_rank"], full)
+    val = rows[rows["split"] == "validation"]
+    assert np.array_equal(
+        val["full_rank"], _full_ranks_directly(table, wide, wide.validation, None)
+    )
+
+
+def test_full_ranking_defaults_to_hr_at_10(wide):
+    table, score = _table_scorer(wide.n_users, wide.n_items, seed=3)
+    want = _direct(_full_ranks_directly(table, wide, wide.test, None))
+    got = full_ranking_metrics(score, wide, wide.test)
+    assert got == pytest.approx({**want, "recall": want["hr"]}, abs=1e-12)

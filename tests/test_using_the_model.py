@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from ncf_lib.cli import main
-from ncf_lib.dataset import build_dataset
+from ncf_lib.dataset import EvalSet, build_dataset
 from ncf_lib.errors import UnknownIdError
+from ncf_lib.metrics import evaluate
 from ncf_lib.models import GMF
 from ncf_lib.ratings import Ratings, load_ratings
 from ncf_lib.train import TrainConfig, train_model
@@ -69,7 +70,15 @@ def test_held_out_users_study_compares_both_ways():
     table = held_out_users_study(data, "gmf", TrainConfig(epochs=2, **QUICK))
     assert list(table.index) == ["trained normally", "folded in"]
     assert table.index.name == "gmf, 20 held-out users"
-    assert ((table > 0) & (table <= 1)).all().all()
+    rng = np.random.default_rng(FoldInConfig().seed)  # the study's held-out users
+    held = np.sort(rng.choice(data.test.users, size=20, replace=False))
+    rows = np.isin(data.test.users, held)
+    test = EvalSet(data.test.users[rows], data.test.candidates[rows])
+    normal = train_model("gmf", data, TrainConfig(epochs=2, **QUICK)).model
+    want = evaluate(normal.score, test, 10)
+    assert table.loc["trained normally", "HR@10"] == pytest.approx(want["hr"])
+    assert table.loc["trained normally", "NDCG@10"] == pytest.approx(want["ndcg"])
+    assert (table.loc["folded in"] != table.loc["trained normally"]).any()  # another model
 
 
 def test_title_matching():
@@ -121,7 +130,14 @@ def test_similar_command(ml_checkpoint, capsys):
     assert main(["similar", str(ml_checkpoint), "--item", "5", "-k", "3"]) == 0
     out = capsys.readouterr().out
     assert "Closest to Synthetic movie 0005 (id 5) in NeuMF's item space" in out
-    assert len(out.splitlines()) == 5
+    from ncf_lib.checkpoints import load_checkpoint
+
+    loaded = load_checkpoint(ml_checkpoint)
+    item = int(np.flatnonzero(loaded.item_ids == 5)[0])
+    items, cosines = similar_items(loaded.model, item, 3)
+    printed = [line.split() for line in out.splitlines()[2:]]
+    assert [int(row[1]) for row in printed] == loaded.item_ids[items].tolist()
+    assert [row[-1] for row in printed] == [f"{c:.3f}" for c in cosines]
 
 
 def test_export_round_trips(ml_checkpoint, tmp_path, capsys):
