@@ -328,7 +328,9 @@ def fit(
             _log_hparams(writer, config, model, best, state.best_epoch)
         except OSError as err:  # a full disk must not lose the run: its result is returned
             warnings.warn(
-                f"TensorBoard logs in {config.log_dir} are incomplete: {err}", stacklevel=2
+                f"TensorBoard logs in {config.log_dir} are incomplete: {err}",
+                RuntimeWarning,
+                stacklevel=2,
             )
     checkpoint = None if config.checkpoint is None else Path(config.checkpoint)
     history, seconds = pd.DataFrame(state.history), time.perf_counter() - started

@@ -627,12 +627,10 @@ def test_a_full_log_disk_keeps_the_finished_run(tmp_path, full_disk, capsys):
         "--log-dir",
         str(full_disk / "log"),
     ]
-    code = main(argv)
+    with pytest.warns(RuntimeWarning, match="TensorBoard logs in .* are incomplete"):
+        code = main(argv)
     captured = capsys.readouterr()
-    if code == 2:  # the disk is too full to start the logs: refused before training
-        assert "cannot write" in captured.err and "epoch 001" not in captured.out
-    else:
-        assert code == 0 and "Best epoch 001" in captured.out
+    assert code == 0 and "Best epoch 001" in captured.out  # the finished run's result
 
 
 def test_a_nan_row_is_named_by_its_original_id(tmp_path, capsys):
