@@ -208,7 +208,7 @@ def test_the_selected_epoch_not_the_last_is_returned_and_saved(small_data, spoil
     assert _same(result.model.state_dict(), seen[0])
     saved = load_checkpoint(path)
     assert saved.epoch == 0 and _same(saved.model.state_dict(), seen[0])
-    assert saved.training["history"][-1]["epoch"] == 3
+    assert saved.training["history"][-1]["epoch"] == saved.training["epoch"] == 3
     assert _same(saved.training["model"], seen[3])  # the weights to resume from: the last
 
 
@@ -323,3 +323,16 @@ def test_full_ranking_defaults_to_hr_at_10(wide):
     want = _direct(_full_ranks_directly(table, wide, wide.test, None))
     got = full_ranking_metrics(score, wide, wide.test)
     assert got == pytest.approx({**want, "recall": want["hr"]}, abs=1e-12)
+
+
+def test_standard_errors_and_the_default_k_count_a_rank_of_10_as_a_miss():
+    from ncf_lib.metrics import sampled_metrics, standard_errors
+
+    ranks = torch.tensor([0, 9, 10, 50])  # two hits in the top 10, two misses
+    hits = np.array([1.0, 1.0, 0.0, 0.0])
+    gains = np.array([1.0, 1 / np.log2(11), 0.0, 0.0])
+    errors = standard_errors(ranks, 10)
+    assert errors["hr"] == pytest.approx(hits.std(ddof=1) / 2)
+    assert errors["ndcg"] == pytest.approx(gains.std(ddof=1) / 2)
+    scores = torch.tensor([[0.5] + [1.0] * r + [0.0] * (60 - r) for r in (0, 9, 10, 50)])
+    assert sampled_metrics(scores) == pytest.approx({"hr": 0.5, "ndcg": gains.mean()})
