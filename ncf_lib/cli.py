@@ -266,13 +266,18 @@ class _Stages:
         """One line: what an interruption kept, and how to go on."""
         if self.checkpoint is None:
             return "interrupted before training started; nothing was written"
-        if self.last is None:
+        if self.last is None and not self.args.resume:
             return (
                 f"interrupted in the first epoch of {self.stage}; nothing was saved "
                 f"({self.checkpoint} was not written by this run)"
             )
+        done = (
+            "before a new epoch finished"
+            if self.last is None
+            else f"after epoch {self.last['epoch']}"
+        )
         return (
-            f"interrupted after epoch {self.last['epoch']} of {self.stage}: {self.checkpoint} "
+            f"interrupted {done} of {self.stage}: {self.checkpoint} "
             "holds the best epoch so far and can be resumed with "
             f"python -m ncf_lib train --resume {self.checkpoint}"
         )
