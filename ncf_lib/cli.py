@@ -396,8 +396,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoint_and_data(args: argparse.Namespace):
-    ckpt = load_checkpoint(args.checkpoint)
+def _checkpoint_and_data(args: argparse.Namespace, ckpt=None):
+    """The checkpoint (loaded here unless given) and the data it was trained on, verified."""
+    ckpt = ckpt or load_checkpoint(args.checkpoint)
     ratings = load_ratings(args.dataset or ckpt.dataset, args.data_dir)
     data = build_dataset(ratings, **ckpt.data, draw=DRAW)
     check_same_data(args.checkpoint, ckpt.fingerprint, data)
@@ -417,11 +418,12 @@ def _output_file(flag: str, text: str, inputs: list[str]) -> Path:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    if args.per_user:
-        dataset = args.dataset or load_checkpoint(args.checkpoint).dataset
+    ckpt = load_checkpoint(args.checkpoint)
+    if args.per_user:  # checked before the data is built and the metrics computed
+        dataset = args.dataset or ckpt.dataset
         read = [str(find_ratings_file(dataset))] if Path(dataset).exists() else []
         _output_file("--per-user", args.per_user, [args.checkpoint, *read])
-    ckpt, data = _checkpoint_and_data(args)
+    ckpt, data = _checkpoint_and_data(args, ckpt)
     k = args.top_k
     print(
         f"checkpoint: {args.checkpoint} ({type(ckpt.model).__name__}, epoch {ckpt.epoch}, "
