@@ -258,6 +258,7 @@ def build_dataset(
     validation: bool = True,
     seed: int = 42,
     timings: dict[str, float] | None = None,
+    split: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]] = leave_one_out,
     draw: Callable[..., np.ndarray] = sample_candidates,
 ) -> NCFData:
     """Re-index, split leave-one-out and draw the evaluation candidates.
@@ -270,6 +271,8 @@ def build_dataset(
         seed: fixes the candidates.
         timings: if given, receives the seconds of each stage (``reindex``, ``split``,
             ``candidates``).
+        split: the split, called as :func:`leave_one_out` is (returning train, validation
+            and test row indices).
         draw: the candidate sampler, called as :func:`sample_candidates` is (for catalogues
             of tens of thousands of items,
             :func:`ncf_lib.scale.candidates.large_catalogue_candidates` takes time
@@ -289,9 +292,7 @@ def build_dataset(
     users, items, user_ids, item_ids = reindex(frame)
     n_users, n_items = user_ids.size, item_ids.size
     mark = _lap(timings, "reindex", clock)
-    train, val, test = leave_one_out(
-        users, frame["timestamp"].to_numpy(), n_users, validation=validation
-    )
+    train, val, test = split(users, frame["timestamp"].to_numpy(), n_users, validation=validation)
     all_keys = _sorted_unique(users * n_items + items)
     # One training row per (user, item) pair, and never a held-out pair: with duplicate rows
     # in a file, the same pair could otherwise be both trained on and tested.

@@ -8,6 +8,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
+from ncf_lib.models import ModelConfig
+
 
 def plot_long_tail(ratings: pd.DataFrame, title: str = "") -> Figure:
     """Item popularity by rank and user activity, both on log scales: the long tail."""
@@ -34,29 +36,98 @@ def plot_long_tail(ratings: pd.DataFrame, title: str = "") -> Figure:
 def plot_history(
     histories: dict[str, pd.DataFrame], k: int = 10, best_epochs: dict[str, int] | None = None
 ) -> Figure:
-    """Training loss and test HR@K per epoch for one or more runs.
+    """Training loss, and validation (dashed, where a history has ``val_hr``) and test HR@K
+    per epoch, for one or more runs.
 
-    A dot marks each run's selected epoch (``best_epochs``), so the gap between the chosen
-    epoch and the curve's maximum is visible.
+    A circle marks each run's selected epoch (``best_epochs``) on both curves, so the reader
+    sees why that epoch was chosen and how far it is from the test curve's maximum.
     """
     fig, (loss_ax, hr_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, hist in histories.items():
         (line,) = loss_ax.plot(hist["epoch"], hist["loss"], marker=".", label=name)
-        hr_ax.plot(hist["epoch"], hist["test_hr"], marker=".", color=line.get_color(), label=name)
-        if best_epochs and name in best_epochs:
-            row = hist.loc[hist["epoch"] == best_epochs[name]].iloc[0]
-            hr_ax.plot(row["epoch"], row["test_hr"], "o", ms=9, mfc="none", color=line.get_color())
+        color = line.get_color()
+        curves = [("test_hr", "-", f"{name} test")]
+        if "val_hr" in hist:
+            curves.append(("val_hr", "--", f"{name} validation"))
+        for column, style, label in curves:
+            hr_ax.plot(hist["epoch"], hist[column], style, marker=".", color=color, label=label)
+            if best_epochs and name in best_epochs:
+                row = hist.loc[hist["epoch"] == best_epochs[name]].iloc[0]
+                hr_ax.plot(row["epoch"], row[column], "o", ms=9, mfc="none", color=color)
     loss_ax.set(xlabel="epoch", ylabel="training loss (BCE)", title="Training loss")
     hr_ax.set(
         xlabel="epoch",
-        ylabel=f"test HR@{k}",
-        title=f"Test HR@{k} (circle: epoch chosen on validation)",
+        ylabel=f"HR@{k}",
+        title=f"HR@{k}: validation (dashed), test (circle: epoch chosen on validation)",
     )
     for ax in (loss_ax, hr_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+#: A layer of a network drawing: its label and the layers that feed it.
+Layer = tuple[str, list["Layer"]]
+
+
+def architecture(name: str, n_users: int, n_items: int, config: ModelConfig) -> Layer:
+    """The ``gmf``, ``mlp`` or ``neumf`` network as a tree of labelled layers, output first."""
+
+    def embeddings(prefix: str, dim: int) -> list[Layer]:
+        return [(f"{prefix}{who} embedding\n{n} x {dim}", [(f"{who} id", [])])
+                for who, n in (("user", n_users), ("item", n_items))]  # fmt: skip
+
+    def branches(gmf_prefix: str, mlp_prefix: str) -> dict[str, Layer]:
+        gmf = (
+            f"element-wise product ({config.factor_num})",
+            embeddings(gmf_prefix, config.factor_num),
+        )
+        mlp = (f"concatenate ({config.layers[0]})", embeddings(mlp_prefix, config.layers[0] // 2))
+        for n_in, n_out in zip(config.layers, config.layers[1:]):
+            mlp = (f"linear {n_in} -> {n_out}, ReLU", [mlp])
+        return {"gmf": gmf, "mlp": mlp}
+
+    if name == "neumf":
+        fused = config.factor_num + config.layers[-1]
+        parts = list(branches("GMF ", "MLP ").values())
+        return ("logit", [(f"linear {fused} -> 1", [(f"concatenate ({fused})", parts)])])
+    width = config.factor_num if name == "gmf" else config.layers[-1]
+    return ("logit", [(f"linear {width} -> 1", [branches("", "")[name]])])
+
+
+def plot_architecture(root: Layer, title: str = "") -> Figure:
+    """Boxes and arrows from the inputs (bottom) to the output (top) of a :data:`Layer` tree."""
+    boxes: list[list] = []  # x, y, label, index of the layer it feeds
+    leaves = 0
+
+    def place(layer: Layer, parent: int | None) -> int:
+        nonlocal leaves
+        index = len(boxes)
+        boxes.append([0.0, 0, layer[0], parent])
+        kids = [place(child, index) for child in layer[1]]
+        if kids:
+            boxes[index][:2] = [
+                np.mean([boxes[k][0] for k in kids]),
+                1 + max(boxes[k][1] for k in kids),
+            ]
+        else:
+            boxes[index][0], leaves = float(leaves), leaves + 1
+        return index
+
+    place(root, None)
+    top = max(box[1] for box in boxes)
+    fig, ax = plt.subplots(figsize=(1.9 * leaves + 0.6, 0.75 * top + 1.2))
+    for x, y, label, parent in boxes:
+        style = {"boxstyle": "round", "fc": "#e8eef8" if y else "#f4f4f4", "ec": "#456"}
+        ax.text(x, y, label, ha="center", va="center", fontsize=8, bbox=style)
+        if parent is not None:
+            end = boxes[parent][:2]
+            ax.annotate("", xy=(end[0], end[1] - 0.3), xytext=(x, y + 0.3),
+                        arrowprops={"arrowstyle": "->", "color": "#456"})  # fmt: skip
+    ax.set(xlim=(-0.8, leaves - 0.2), ylim=(-0.5, top + 0.5), title=title)
+    ax.axis("off")
     return fig
 
 

@@ -1,8 +1,10 @@
-"""Settings the notebooks share: full runs on MovieLens-1M, or a small sample for quick runs.
+"""The notebooks' settings: what the reader set in a notebook's first cell, unless the
+environment overrides it for a quick run of the whole tutorial.
 
-``NCF_SAMPLE=1`` switches every notebook to a small generated dataset and one or two epochs,
-so the whole tutorial executes in a few minutes (``make test`` does this). ``NCF_DATASET``
-points the notebooks at another dataset name or path, e.g. a local MovieLens-100K folder.
+Each notebook opens with a ``parameters`` cell (``DATASET = "ml-100k"``, ``EPOCHS = 10``) and
+passes it to :func:`settings`. ``NCF_SAMPLE=1`` switches every notebook to a small generated
+dataset and one or two epochs, so the whole tutorial executes in a few minutes; ``NCF_DATASET``
+points every notebook at another dataset name or folder.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ SAMPLE_DATASET = "synthetic:600x800x24000"
 
 @dataclass(frozen=True)
 class Settings:
-    """What a notebook should run on.
+    """What a notebook runs on.
 
     Attributes:
         sample: running on the small sample.
@@ -39,14 +41,17 @@ class Settings:
     out: Path
 
 
-def settings(epochs: int = 10, sample_epochs: int = 2) -> Settings:
-    """Read ``NCF_SAMPLE`` / ``NCF_DATASET`` and return the notebook settings."""
+def settings(dataset: str = "ml-100k", epochs: int = 10, sample_epochs: int = 2) -> Settings:
+    """The notebook's ``dataset`` and ``epochs``, unless ``NCF_SAMPLE`` (the small sample and
+    ``sample_epochs``) or ``NCF_DATASET`` (another dataset) override them."""
     text = os.environ.get(SAMPLE_ENV, "").strip().lower()
     if text not in SWITCH:
         raise ConfigError(
             f"{SAMPLE_ENV}={text!r}: expected 1, true, yes, on (the sample) or 0, false, no, "
-            "off, empty (the full dataset)"
+            "off, empty (the notebook's own settings)"
         )
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ConfigError(f"EPOCHS = {epochs!r}: expected a whole number of at least 1")
     sample = SWITCH[text]
-    dataset = os.environ.get(DATASET_ENV) or (SAMPLE_DATASET if sample else "ml-1m")
-    return Settings(sample, dataset, sample_epochs if sample else epochs, Path("outputs"))
+    chosen = os.environ.get(DATASET_ENV) or (SAMPLE_DATASET if sample else dataset)
+    return Settings(sample, chosen, sample_epochs if sample else epochs, Path("outputs"))

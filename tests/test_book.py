@@ -103,7 +103,7 @@ def test_index_links_every_notebook_in_order(site, browser):
     pages = [h for h in hrefs if h and "/notebooks/" in h]
     linked = list(dict.fromkeys(Path(urllib.parse.urlparse(h).path).stem for h in pages))
     assert linked == NOTEBOOKS
-    for name in ("cli", "results", "speed", "scaling"):
+    for name in ("cli", "results", "speed", "scaling", "pitfalls"):
         assert any(h and h.endswith(f"/{name}.html") for h in hrefs), name
 
 
@@ -142,7 +142,7 @@ def test_no_broken_internal_link(site, browser):
     pages = (
         ["index.html"]
         + [f"notebooks/{n}.html" for n in NOTEBOOKS]
-        + [f"{n}.html" for n in ("cli", "results", "speed", "scaling")]
+        + [f"{n}.html" for n in ("cli", "results", "speed", "scaling", "pitfalls")]
     )
     html: dict[str, str] = {}
 

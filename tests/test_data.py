@@ -198,6 +198,26 @@ def test_leave_one_out_takes_latest_and_breaks_ties_by_row():
     assert val.size == 0 and sorted(train.tolist()) == [0, 2, 3, 5, 6]
 
 
+def test_build_dataset_takes_a_split_of_ones_own(small_ratings):
+    """``split=``: a random hold-out (the paper's validation) instead of the latest. Its test
+    and validation rows are the ones the function chose, and nothing it held out is trained."""
+
+    def random_split(users, timestamps, n_users, *, validation=True):
+        noise = np.random.default_rng(3).random(users.size)
+        return leave_one_out(users, noise, n_users, validation=validation)
+
+    latest = build_dataset(small_ratings, seed=1)
+    shuffled = build_dataset(small_ratings, seed=1, split=random_split)
+    users, items, _, _ = reindex(small_ratings.ratings)
+    train, val, test = random_split(users, None, latest.n_users)
+    assert np.array_equal(shuffled.test.users, users[test])
+    assert np.array_equal(shuffled.test.items, items[test])
+    assert np.array_equal(shuffled.validation.items, items[val])
+    assert not np.array_equal(shuffled.test.items, latest.test.items)
+    for held in (shuffled.test, shuffled.validation):
+        assert not shuffled.is_train_positive(held.users, held.items).any()
+
+
 def test_no_held_out_pair_in_train(small_data):
     d = small_data
     for held in (d.test, d.validation):

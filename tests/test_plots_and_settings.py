@@ -8,8 +8,11 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from ncf_lib import plots  # noqa: E402
+from ncf_lib.errors import ConfigError  # noqa: E402
+from ncf_lib.models import ModelConfig, build_model  # noqa: E402
 from ncf_lib.study import plots as study_plots  # noqa: E402
 from ncf_lib.study.published import published_ml1m  # noqa: E402
 from ncf_lib.tutorial import SAMPLE_DATASET, settings  # noqa: E402
@@ -44,6 +47,50 @@ def test_plot_history_marks_the_selected_epoch():
     assert [list(c.get_ydata()) for c in curves] == [list(r["test_hr"]) for r in runs.values()]
 
 
+def test_plot_history_draws_validation_beside_test():
+    """With ``val_hr`` in a history, a dashed validation curve beside the test curve, and the
+    selected epoch circled on both."""
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.5, 0.4, 0.3],
+                         "val_hr": [0.2, 0.6, 0.5], "test_hr": [0.3, 0.5, 0.7]})  # fmt: skip
+    fig = plots.plot_history({"GMF": hist}, best_epochs={"GMF": 2})
+    hr_ax = fig.axes[1]
+    curves = {line.get_label(): line for line in hr_ax.lines if len(line.get_xdata()) == 3}
+    assert set(curves) == {"GMF test", "GMF validation"}
+    assert list(curves["GMF validation"].get_ydata()) == [0.2, 0.6, 0.5]
+    assert curves["GMF validation"].get_linestyle() == "--"
+    assert curves["GMF test"].get_linestyle() == "-"
+    circles = sorted(line.get_ydata()[0] for line in hr_ax.lines if len(line.get_xdata()) == 1)
+    assert circles == [0.5, 0.6]  # epoch 2 on the test and the validation curve
+
+
+@pytest.mark.parametrize("name", ["gmf", "mlp", "neumf"])
+def test_architecture_follows_the_model(name):
+    """Every embedding of the model is drawn with its shape, every tower layer with its widths,
+    and the output layer takes what the model's output layer takes."""
+    config = ModelConfig(factor_num=12, layers=(40, 20, 10))
+    model = build_model(name, 7, 9, config)
+    tree = plots.architecture(name, 7, 9, config)
+    labels = []
+
+    def walk(layer):
+        labels.append(layer[0])
+        for child in layer[1]:
+            walk(child)
+
+    walk(tree)
+    tables = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    drawn = sorted(tuple(map(int, label.split("\n")[1].split(" x "))) for label in labels
+                   if "embedding" in label)  # fmt: skip
+    assert drawn == sorted(tuple(t.weight.shape) for t in tables)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    sizes = [tuple(map(int, label.split(",")[0][7:].split(" -> "))) for label in labels
+             if label.startswith("linear")]  # fmt: skip
+    assert sorted(sizes) == sorted((m.in_features, m.out_features) for m in linears)
+    assert labels.count("user id") == labels.count("item id") == len(tables) // 2
+    fig = plots.plot_architecture(tree, name)
+    assert sorted(t.get_text() for t in fig.axes[0].texts if t.get_text()) == sorted(labels)
+
+
 def test_plot_results_with_and_without_published():
     ours = pd.DataFrame({"model": ["GMF", "NeuMF"], "hr": [0.6, 0.7], "ndcg": [0.3, 0.4]})
     fig = plots.plot_results(ours)
@@ -66,15 +113,28 @@ def test_plot_speed():
 def test_settings_switch_on_ncf_sample(monkeypatch, value, sample):
     monkeypatch.setenv("NCF_SAMPLE", value)
     monkeypatch.delenv("NCF_DATASET", raising=False)
-    s = settings(epochs=10, sample_epochs=2)
+    s = settings("ml-1m", epochs=7, sample_epochs=2)
     assert s.sample is sample
     assert s.dataset == (SAMPLE_DATASET if sample else "ml-1m")
-    assert s.epochs == (2 if sample else 10)
+    assert s.epochs == (2 if sample else 7)
+
+
+def test_settings_default_to_movielens_100k(monkeypatch):
+    monkeypatch.delenv("NCF_SAMPLE", raising=False)
+    monkeypatch.delenv("NCF_DATASET", raising=False)
+    assert (settings().dataset, settings().epochs) == ("ml-100k", 10)
 
 
 def test_settings_dataset_override(monkeypatch):
     monkeypatch.setenv("NCF_DATASET", "/some/ml-100k")
-    assert settings().dataset == "/some/ml-100k"
+    assert settings("ml-1m").dataset == "/some/ml-100k"
+
+
+@pytest.mark.parametrize("epochs", [0, 2.5, "10", True])
+def test_settings_refuse_a_bad_epoch_count(monkeypatch, epochs):
+    monkeypatch.delenv("NCF_SAMPLE", raising=False)
+    with pytest.raises(ConfigError, match=f"EPOCHS = {epochs!r}: expected a whole number"):
+        settings(epochs=epochs)
 
 
 def test_published_numbers_have_sources():
