@@ -218,6 +218,24 @@ def test_build_dataset_takes_a_split_of_ones_own(small_ratings):
         assert not shuffled.is_train_positive(held.users, held.items).any()
 
 
+@pytest.mark.parametrize("named", [False, True])
+def test_user_and_item_index_find_original_ids(named):
+    """An original id, given as the command line gives it (text), is found among integer ids
+    and among names; anything else is an error naming the range of ids."""
+    users = ["u30", "u7", "u12"] if named else [30, 7, 12]
+    frame = pd.DataFrame({"user_id": np.repeat(users, 3), "item_id": [5, 9, 2, 5, 9, 4, 2, 4, 9],
+                          "timestamp": np.arange(9), "rating": 4.0})  # fmt: skip
+    data = build_dataset(Ratings(frame, None, "three users"), num_ng_test=1, validation=False)
+    for original in users:
+        assert data.user_ids[data.user_index(str(original))] == original
+    assert data.item_ids[data.item_index("9")] == 9
+    first, last = data.user_ids[0], data.user_ids[-1]
+    with pytest.raises(UnknownIdError, match=f"{first} to {last}"):
+        data.user_index("u99" if named else "99")
+    with pytest.raises(UnknownIdError):
+        data.user_index("7" if named else "u7")
+
+
 def test_no_held_out_pair_in_train(small_data):
     d = small_data
     for held in (d.test, d.validation):

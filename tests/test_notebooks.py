@@ -5,6 +5,8 @@ Executing them is nbval's job (``make test`` runs ``pytest --nbval-lax notebooks
 
 from __future__ import annotations
 
+import re
+
 import jupytext
 import pytest
 from conftest import REPO
@@ -47,3 +49,22 @@ def test_structure(name):
         if cell.cell_type == "code":  # a class or a function of the package may fill a cell
             limit = 40 if cell.source.startswith("# ncf_lib/") else 15
             assert len(cell.source.splitlines()) <= limit, f"{name}: keep code cells short"
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_settings_cell_opens_the_notebook(name):
+    """The first code cell after the set-up is the reader's settings, tagged ``parameters``
+    (papermill's convention), on MovieLens-100K, with the time it takes; the settings reach
+    ``settings()``, and nothing else sets them."""
+    code = [c for c in jupytext.read(NOTEBOOKS / f"{name}.ipynb").cells if c.cell_type == "code"]
+    params = code[1]
+    after = next(c for c in code[2:] if "settings(" in c.source)
+    assert params.metadata.get("tags") == ["parameters"], f"{name}: tag the settings cell"
+    assert 'DATASET = "ml-100k"' in params.source
+    assert re.search(r"About \d+ minutes? on a 2-core CPU", params.source), "say how long"
+    given = "DATASET, EPOCHS" if "EPOCHS = " in params.source else "DATASET"
+    assert f"settings({given})" in after.source, f"{name}: pass the settings on"
+    later = "\n".join(c.source for c in code[2:])
+    assert not re.search(r"^(DATASET|EPOCHS) =", later, re.M), "set only in the settings cell"
+    if name[:2] in ("04", "05", "06", "07", "09"):  # the notebooks that train
+        assert "EPOCHS = 10" in params.source

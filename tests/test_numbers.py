@@ -147,10 +147,11 @@ def test_train_epoch_returns_the_row_weighted_mean_loss(small_data):
     assert loss == pytest.approx(float(bce.mean()), rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["mf", "neumf"])
-def test_one_step_with_l2_is_sgd_on_the_penalised_loss(small_data, name):
+@pytest.mark.parametrize("name, sparse", [("mf", False), ("neumf", False), ("neumf", True)])
+def test_one_step_with_l2_is_sgd_on_the_penalised_loss(small_data, name, sparse):
     """``l2`` is the weight of the sum of squares of a batch's embedding rows divided by the
-    batch size: one SGD step through train_epoch equals autograd's step on that loss."""
+    batch size: one SGD step through train_epoch equals autograd's step on that loss, with
+    dense embedding gradients and with sparse ones (``sparse-adam``'s tables)."""
     users, items, labels = (t[:64] for t in epoch_arrays(small_data, 4, np.random.default_rng(1)))
     weight, lr = 0.5, 0.1
     models = []
@@ -158,6 +159,9 @@ def test_one_step_with_l2_is_sgd_on_the_penalised_loss(small_data, name):
         torch.manual_seed(0)
         models.append(build_model(name, small_data.n_users, small_data.n_items))
     by_library, by_hand = models
+    for module in by_library.modules():
+        if isinstance(module, torch.nn.Embedding):
+            module.sparse = sparse
     train_epoch(by_library, torch.optim.SGD(by_library.parameters(), lr=lr),
                 [(users, items, labels)], l2=weight)  # fmt: skip
     penalty = sum(
@@ -305,6 +309,7 @@ def test_per_user_ranks_are_the_ranks_the_metrics_count(wide):
 
     table, score = _table_scorer(wide.n_users, wide.n_items, seed=2)
     rows = per_user_ranks(score, wide)
+    assert rows.index.equals(pd.RangeIndex(len(rows)))  # one row per held-out item, numbered
     test = rows[rows["split"] == "test"]
     assert test["user_id"].tolist() == wide.user_ids[wide.test.users].tolist()
     assert test["item_id"].tolist() == wide.item_ids[wide.test.items].tolist()
