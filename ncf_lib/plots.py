@@ -58,7 +58,7 @@ def plot_history(
     hr_ax.set(
         xlabel="epoch",
         ylabel=f"HR@{k}",
-        title=f"HR@{k}: validation (dashed), test (circle: epoch chosen on validation)",
+        title=f"HR@{k} (dashed: validation; circle: epoch chosen on it)",
     )
     for ax in (loss_ax, hr_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
