@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
+from ncf_lib.errors import ConfigError
 from ncf_lib.models import ModelConfig
 
 
@@ -74,6 +75,8 @@ Layer = tuple[str, list["Layer"]]
 
 def architecture(name: str, n_users: int, n_items: int, config: ModelConfig) -> Layer:
     """The ``gmf``, ``mlp`` or ``neumf`` network as a tree of labelled layers, output first."""
+    if name not in ("gmf", "mlp", "neumf"):
+        raise ConfigError(f"no drawing of {name!r}; expected gmf, mlp or neumf")
 
     def embeddings(prefix: str, dim: int) -> list[Layer]:
         return [(f"{prefix}{who} embedding\n{n} x {dim}", [(f"{who} id", [])])

@@ -91,6 +91,11 @@ def test_architecture_follows_the_model(name):
     assert sorted(t.get_text() for t in fig.axes[0].texts if t.get_text()) == sorted(labels)
 
 
+def test_architecture_of_another_model_is_refused():
+    with pytest.raises(ConfigError, match="no drawing of 'mf'; expected gmf, mlp or neumf"):
+        plots.architecture("mf", 3, 4, ModelConfig())
+
+
 def test_plot_results_with_and_without_published():
     ours = pd.DataFrame({"model": ["GMF", "NeuMF"], "hr": [0.6, 0.7], "ndcg": [0.3, 0.4]})
     fig = plots.plot_results(ours)
