@@ -50,11 +50,13 @@ def plot_history(
         curves = [("test_hr", "-", f"{name} test")]
         if "val_hr" in hist:
             curves.append(("val_hr", "--", f"{name} validation"))
+        chosen = None
+        if best_epochs and name in best_epochs:
+            chosen = hist.loc[hist["epoch"] == best_epochs[name]].iloc[0]
         for column, style, label in curves:
             hr_ax.plot(hist["epoch"], hist[column], style, marker=".", color=color, label=label)
-            if best_epochs and name in best_epochs:
-                row = hist.loc[hist["epoch"] == best_epochs[name]].iloc[0]
-                hr_ax.plot(row["epoch"], row[column], "o", ms=9, mfc="none", color=color)
+            if chosen is not None:
+                hr_ax.plot(chosen["epoch"], chosen[column], "o", ms=9, mfc="none", color=color)
     loss_ax.set(xlabel="epoch", ylabel="training loss (BCE)", title="Training loss")
     hr_ax.set(
         xlabel="epoch",
