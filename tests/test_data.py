@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import time
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from ncf_lib import dataset as dataset_module
 from ncf_lib import ratings as ratings_module
 from ncf_lib import synthetic
-from ncf_lib.dataset import NCFData, build_dataset, leave_one_out, reindex
+from ncf_lib.dataset import NCFData, build_dataset, leave_one_out, reindex, sample_candidates
 from ncf_lib.errors import UnknownIdError
 from ncf_lib.ratings import (
     RATING_DTYPES,
@@ -21,7 +26,7 @@ from ncf_lib.ratings import (
     read_movies,
     read_ratings,
 )
-from ncf_lib.sampling import batches, epoch_arrays, sample_negatives
+from ncf_lib.sampling import NegativeSampler, batches, epoch_arrays, sample_negatives
 from ncf_lib.scale import candidates as candidates_module
 from ncf_lib.scale.sampler import TorchSampler
 from ncf_lib.synthetic import synthetic_ratings
@@ -467,3 +472,162 @@ def test_ids_and_histories_by_original_id(small_data):
             d.user_index(bad, what="--user")
     with pytest.raises(UnknownIdError, match="item id 0 is not in"):
         d.item_index("0")
+
+
+# ---- limits and defaults the numbers depend on -------------------------------------------
+
+
+def _frame(rows):
+    cols = ["user_id", "item_id", "rating", "timestamp"]
+    return pd.DataFrame(rows, columns=cols).astype(RATING_DTYPES)
+
+
+def test_build_dataset_defaults_are_the_papers_protocol(small_ratings):
+    default = build_dataset(small_ratings)
+    assert default.test.candidates.shape[1] == 100  # the held-out item and 99 sampled ones
+    same = build_dataset(small_ratings, num_ng_test=99, seed=42)
+    assert np.array_equal(default.test.candidates, same.test.candidates)
+    assert np.array_equal(default.validation.candidates, same.validation.candidates)
+
+
+def test_without_validation_the_second_latest_item_trains(small_ratings):
+    pairs = small_ratings.ratings.drop_duplicates(["user_id", "item_id"])
+    with_val = build_dataset(small_ratings, num_ng_test=5)
+    without = build_dataset(small_ratings, num_ng_test=5, validation=False)
+    assert without.validation is None
+    assert without.n_train == len(pairs) - without.test.users.size
+    assert with_val.n_train == without.n_train - with_val.validation.users.size
+
+
+@pytest.mark.parametrize("duplicated_user", [1, 2])
+def test_a_duplicated_pair_is_trained_on_once_and_never_when_held_out(duplicated_user):
+    other = 3 - duplicated_user
+    rows = [(duplicated_user, 9, 4, 1), (duplicated_user, 7, 4, 2), (duplicated_user, 9, 4, 3),
+            (other, 5, 4, 1), (other, 6, 4, 2), (other, 5, 4, 3), (other, 8, 4, 4)]  # fmt: skip
+    data = build_dataset(Ratings(_frame(rows), None, "x"), num_ng_test=1, validation=False)
+    keys = data.train_users * data.n_items + data.train_items
+    assert np.unique(keys).size == keys.size  # (other, 5) twice in the file, once in training
+    assert data.n_train == 3  # (dup, 7), (other, 5), (other, 6); tested: (dup, 9), (other, 8)
+    assert not data.is_train_positive(data.test.users, data.test.items).any()
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_is_train_positive_answers_every_pair(small_ratings, monkeypatch, dense):
+    if not dense:  # the sorted-keys path that large catalogues take
+        monkeypatch.setattr(dataset_module, "DENSE_MASK_LIMIT", 0)
+    data = build_dataset(small_ratings, num_ng_test=5)
+    users, items = np.divmod(np.arange(data.n_users * data.n_items), data.n_items)
+    train = set(zip(data.train_users.tolist(), data.train_items.tolist()))
+    want = np.array([(u, i) in train for u, i in zip(users.tolist(), items.tolist())])
+    assert np.array_equal(data.is_train_positive(users, items), want)
+
+
+def test_a_dataset_with_a_single_user_to_test_builds():
+    rows = [(1, 1, 4, 1), (1, 2, 4, 2), (1, 3, 4, 3), (2, 4, 4, 1), (3, 5, 4, 1)]
+    data = build_dataset(Ratings(_frame(rows), None, "x"), num_ng_test=2)
+    assert data.test.users.size == 1 and data.validation.users.size == 1 and data.n_train == 3
+
+
+@pytest.mark.parametrize("rows, validation, message", [
+    ([(1, 1, 4, 1), (2, 2, 4, 1)], False, "x: no user has 2 ratings; leave-one-out needs 2"),
+    ([(1, 1, 4, 1), (1, 2, 4, 2), (2, 3, 4, 1)], True,
+     "x: no user has 3 ratings, so there are no validation items; select the epoch on the test "
+     "items instead (--select-on test, validation=False)"),
+    ([(1, 1, 4, 1), (1, 1, 4, 2)], False,  # the only other row is a copy of the test pair
+     "x: nothing is left to train on once the held-out items are out"),
+])  # fmt: skip
+def test_a_split_with_nothing_to_test_validate_or_train_is_refused(rows, validation, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_dataset(Ratings(_frame(rows), None, "x"), num_ng_test=1, validation=validation)
+
+
+def test_too_many_test_negatives_names_the_user_and_the_count():
+    rows = [(1, i, 4, i) for i in range(1, 6)] + [(2, 1, 4, 1), (2, 2, 4, 2)]
+    with pytest.raises(ValueError, match=re.escape(
+        "x: user 1 never interacted with only 0 of the 5 items, fewer than num_ng_test "
+        "(--num-ng-test) 1; lower it")):  # fmt: skip
+        build_dataset(Ratings(_frame(rows), None, "x"), num_ng_test=1)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("num_ng_test", 0, "num_ng_test (--num-ng-test) must be at least 1, got 0"),
+    ("seed", -1, "seed (--seed) must be a non-negative integer, got -1"),
+])  # fmt: skip
+def test_build_dataset_refuses_bad_settings(small_ratings, name, value, message):
+    assert build_dataset(small_ratings, **{name: 1}) is not None  # the limit itself is fine
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_dataset(small_ratings, **{name: value})
+
+
+def test_seed_zero_is_a_seed(small_ratings):
+    assert build_dataset(small_ratings, seed=0).seed == 0
+
+
+def test_the_stage_timings_add_up(small_ratings):
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    build_dataset(small_ratings, timings=timings)
+    wall = time.perf_counter() - clock
+    assert list(timings) == ["reindex", "split", "candidates"]
+    assert all(t >= 0 for t in timings.values()) and sum(timings.values()) <= wall
+
+
+def test_a_user_with_exactly_as_many_unseen_items_as_negatives_gets_all_of_them():
+    n_items, k = 12, 5
+    seen = np.arange(n_items - k)  # user 0 saw items 0..6; 7..11 are unseen
+    keys = np.sort(np.concatenate([seen, n_items + np.arange(2)]))  # user 1 saw items 0, 1
+    out = sample_candidates(np.array([0, 1]), np.array([0, 0]), keys, n_items, k,
+                            np.random.default_rng(0))  # fmt: skip
+    assert sorted(out[0, 1:].tolist()) == list(range(n_items - k, n_items))
+    assert len(set(out[1, 1:].tolist())) == k and not set(out[1, 1:].tolist()) & {0, 1}
+
+
+def test_sample_candidates_refuses_a_user_with_too_few_unseen_items():
+    keys = np.arange(10)  # user 0 saw items 0..9 of 12
+    with pytest.raises(ValueError, match="fewer than num_ng_test=3 unseen items"):
+        sample_candidates(np.array([0]), np.array([0]), keys, 12, 3, np.random.default_rng(0))
+
+
+def test_titles_follow_the_items_across_id_kinds():
+    rows = [(1, "10", 4, 1), (1, "20", 4, 2), (1, "30", 4, 3), (2, "10", 4, 1), (2, "40", 4, 2)]
+    ratings = pd.DataFrame(rows, columns=list(RATING_DTYPES)).astype({"item_id": object})
+    movies = pd.DataFrame({"item_id": [30, 10, 20, 20], "title": ["C", "A", "B", "B again"],
+                           "genres": ""})  # fmt: skip
+    data = build_dataset(Ratings(ratings, movies, "x"), num_ng_test=1, validation=False)
+    assert data.item_ids.tolist() == ["10", "20", "30", "40"]
+    assert data.titles.tolist() == ["A", "B", "C", "(unknown title)"]
+    untitled = build_dataset(Ratings(ratings, None, "x"), num_ng_test=1, validation=False)
+    assert untitled.titles is None
+
+
+def test_a_user_who_trained_on_every_item_has_no_negatives(small_data):
+    # a split of one's own may train a user on every item (leave-one-out never does)
+    users = np.concatenate([np.zeros(small_data.n_items, dtype=np.int64), small_data.train_users])
+    items = np.concatenate([np.arange(small_data.n_items), small_data.train_items])
+    keys = np.unique(users * small_data.n_items + items)
+    users, items = np.divmod(keys, small_data.n_items)
+    data = replace(small_data, train_users=users, train_items=items, train_keys=keys)
+    with pytest.raises(ValueError, match="user 0 has interacted with every item; no negative"):
+        sample_negatives(data, 1, np.random.default_rng(0))
+
+
+def test_negatives_are_uniform_over_each_users_other_items():
+    """Chi-square over 20 epochs of one user's negatives: every item it did not train on is
+    drawn equally often (false-alarm rate 1e-6 at the threshold below, fixed seed)."""
+    rows = [(1, i, 4, i) for i in (3, 7, 11)] + [(2, i, 4, i) for i in range(18)]
+    rows += [(3, 18, 4, 1), (3, 19, 4, 2)]
+    data = build_dataset(Ratings(_frame(rows), None, "x"), num_ng_test=1, validation=False)
+    rng = np.random.default_rng(0)
+    draws = np.concatenate([sample_negatives(data, 50, rng) for _ in range(20)])
+    mine = draws[np.tile(np.repeat(data.train_users, 50) == 0, 20)]  # user 1's draws
+    allowed = np.setdiff1d(np.arange(data.n_items), data.train_items[data.train_users == 0])
+    counts = np.bincount(mine, minlength=data.n_items)
+    assert counts[np.setdiff1d(np.arange(data.n_items), allowed)].sum() == 0
+    expected = mine.size / allowed.size
+    chi2 = ((counts[allowed] - expected) ** 2 / expected).sum()
+    assert chi2 < 60.0  # 17 degrees of freedom: P(chi2 > 60) < 1e-6
+
+
+def test_the_sampler_runs_on_the_cpu_by_default(small_data):
+    users, items, labels = NegativeSampler(small_data, 2, 0).epoch()
+    assert users.device.type == items.device.type == labels.device.type == "cpu"

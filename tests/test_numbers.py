@@ -6,23 +6,32 @@ test."""
 
 from __future__ import annotations
 
+import random
 import re
-from dataclasses import replace
+import time
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from ncf_lib.checkpoints import load_checkpoint
+from ncf_lib.checkpoints import FORMAT, load_checkpoint
 from ncf_lib.cli import main
 from ncf_lib.dataset import build_dataset
-from ncf_lib.metrics import evaluate, full_ranking_metrics, full_ranks
-from ncf_lib.models import build_model
+from ncf_lib.metrics import evaluate, full_ranking_metrics, full_ranks, rank_of_first
+from ncf_lib.models import ModelConfig, build_model
 from ncf_lib.ratings import Ratings, load_ratings
 from ncf_lib.sampling import batches, epoch_arrays
 from ncf_lib.synthetic import synthetic_ratings
-from ncf_lib.train import TrainConfig, fit, train_epoch, train_model
+from ncf_lib.train import (
+    TrainConfig,
+    fit,
+    resolve_device,
+    seed_everything,
+    train_epoch,
+    train_model,
+)
 
 QUICK = dict(progress=False)
 SMALL = "synthetic:150x300x4500"
@@ -341,3 +350,112 @@ def test_standard_errors_and_the_default_k_count_a_rank_of_10_as_a_miss():
     assert errors["ndcg"] == pytest.approx(gains.std(ddof=1) / 2)
     scores = torch.tensor([[0.5] + [1.0] * r + [0.0] * (60 - r) for r in (0, 9, 10, 50)])
     assert sampled_metrics(scores) == pytest.approx({"hr": 0.5, "ndcg": gains.mean()})
+
+
+# ---- limits the metrics, checkpoints and selection depend on ----------------------------------
+
+
+def test_a_nan_held_out_score_ranks_last():
+    scores = torch.tensor([[float("nan"), 0.1, -5.0], [float("nan"), float("nan"), 0.0]])
+    assert rank_of_first(scores).tolist() == [2, 2]
+
+
+def test_k_must_be_below_the_number_of_candidates(small_data):
+    scorer = lambda u, i: torch.rand(i.shape)  # noqa: E731
+    n = small_data.test.candidates.shape[1]
+    assert 0.9 < evaluate(scorer, small_data.test, n - 1)["hr"] < 1.0  # all but the last-ranked
+    with pytest.raises(ValueError, match=f"top_k \\(--top-k\\) must be at least 1 and below the "
+                                         f"{n} candidates per user, got {n}"):  # fmt: skip
+        evaluate(scorer, small_data.test, n)
+    with pytest.raises(ValueError, match=f"below the {small_data.n_items} items, got"):
+        full_ranking_metrics(scorer, small_data, small_data.test, small_data.n_items)
+
+
+def _saved(small_data, tmp_path, name="gmf.pt"):
+    config = TrainConfig(epochs=2, progress=False, checkpoint=str(tmp_path / "a" / "b" / name))
+    return train_model("gmf", small_data, config), config
+
+
+def test_a_checkpoint_keeps_its_settings_and_metrics_in_a_new_folder(small_data, tmp_path):
+    result, config = _saved(small_data, tmp_path)  # a/b/ did not exist
+    ckpt = load_checkpoint(config.checkpoint)
+    assert ckpt.train_config == asdict(config)
+    assert ckpt.metrics == result.best and ckpt.epoch == result.best_epoch
+
+
+def test_a_checkpoint_of_another_format_is_refused(small_data, tmp_path):
+    _, config = _saved(small_data, tmp_path)
+    payload = torch.load(config.checkpoint, weights_only=True)
+    torch.save({**payload, "format": FORMAT - 1}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=f"checkpoint format {FORMAT - 1} \\(gmf\\); this "
+                                         f"version reads format {FORMAT}"):  # fmt: skip
+        load_checkpoint(tmp_path / "old.pt")
+
+
+class _Anything:
+    """An object a checkpoint must never unpickle."""
+
+
+def test_a_checkpoint_holding_code_objects_is_not_unpickled(small_data, tmp_path):
+    _, config = _saved(small_data, tmp_path)
+    payload = torch.load(config.checkpoint, weights_only=True)
+    torch.save({**payload, "metrics": _Anything()}, tmp_path / "code.pt")
+    with pytest.raises(ValueError, match="code.pt: not an ncf_lib checkpoint \\(UnpicklingError"):
+        load_checkpoint(tmp_path / "code.pt")
+
+
+def test_a_changed_resume_state_is_refused(small_data, tmp_path):
+    _, config = _saved(small_data, tmp_path)
+    payload = torch.load(config.checkpoint, weights_only=True)
+    weights = dict(payload["training"]["model"])
+    name = next(iter(weights))
+    weights[name] = weights[name] + 1.0
+    torch.save({**payload, "training": {**payload["training"], "model": weights}},
+               tmp_path / "state.pt")  # fmt: skip
+    with pytest.raises(ValueError, match="state.pt: damaged checkpoint: its weights do not match"):
+        load_checkpoint(tmp_path / "state.pt")
+
+
+def test_ties_keep_the_earliest_epoch(small_data):
+    # lr so small that no epoch changes a rank: every epoch ties with the first
+    config = TrainConfig(epochs=3, lr=1e-30, progress=False, evaluate_start=True)
+    result = train_model("gmf", small_data, config)
+    assert result.history["val_hr"].nunique() == 1
+    assert result.best_epoch == 0
+
+
+def test_fit_applies_the_l2_weight(small_data):
+    plain = train_model("mf", small_data, TrainConfig(epochs=1, progress=False))
+    shrunk = train_model("mf", small_data, TrainConfig(epochs=1, l2=0.5, progress=False))
+    norm = lambda r: sum(float(w.detach().norm()) for w in r.model.parameters())  # noqa: E731
+    assert norm(shrunk) < norm(plain)
+
+
+def test_the_seconds_of_a_fit_are_its_wall_time(small_data):
+    clock = time.perf_counter()
+    result = train_model("gmf", small_data, TrainConfig(epochs=2, progress=False))
+    wall = time.perf_counter() - clock
+    spent = result.history[["train_seconds", "eval_seconds"]].to_numpy()
+    assert (spent >= 0).all() and spent.sum() <= result.seconds <= wall
+
+
+def test_train_model_builds_the_model_it_is_given(small_data):
+    config = ModelConfig(factor_num=4, layers=(16, 8))
+    result = train_model("neumf", small_data, TrainConfig(epochs=1, progress=False), config)
+    assert result.model.config == config
+
+
+def test_seed_everything_seeds_python_and_numpy():
+    seed_everything(3)
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    seed_everything(3)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+def test_the_device_is_the_machines():
+    cuda = torch.cuda.is_available()
+    assert resolve_device().type == ("cuda" if cuda else "cpu")
+    assert resolve_device("cpu").type == "cpu"
+    if not cuda:
+        with pytest.raises(ValueError, match="^--device cuda, but no CUDA device is available$"):
+            resolve_device("cuda")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -167,9 +168,39 @@ def test_tensorboard_logs_hold_each_epochs_numbers(small_data, tmp_path):
     assert runs  # the hyper-parameters and best metrics, as their own run
 
 
-def test_bad_training_setting():
-    with pytest.raises(ValueError, match="select_on"):
-        TrainConfig(select_on="train")
+#: Each setting's smallest accepted value (or every accepted name) and the first refused one,
+#: with what the message says is expected.
+LIMITS = {
+    "epochs": ([1], 0, "an integer of at least 1"),
+    "batch_size": ([1], 0, "an integer of at least 1"),
+    "lr": ([1e-12], 0.0, "a finite number above 0"),
+    "l2": ([0.0], -1e-12, "a finite number of at least 0"),
+    "num_ng": ([0], -1, "an integer of at least 0"),
+    "top_k": ([1], 0, "an integer of at least 1"),
+    "seed": ([0], -1, "an integer of at least 0"),
+    "optimizer": (["adam", "sgd", "sparse-adam"], "adamw", "adam, sgd, sparse-adam"),
+    "select_on": (["validation", "test", "last"], "train", "validation, test, last"),
+    "patience": ([None, 1], 0, "None or at least 1"),
+    "device": (["auto", "cpu", "cuda"], "tpu", "auto, cpu, cuda"),
+}
+
+
+@pytest.mark.parametrize("name", LIMITS)
+def test_each_training_setting_is_refused_just_past_its_limit(name):
+    accepted, refused, expected = LIMITS[name]
+    for value in accepted:
+        assert getattr(TrainConfig(**{name: value}), name) == value
+    flag = "--" + name.replace("_", "-")
+    message = f"{name} ({flag}) must be {expected}, got {refused!r}"
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        TrainConfig(**{name: refused})
+
+
+@pytest.mark.parametrize("name, value", [("lr", float("inf")), ("lr", float("nan")),
+                                         ("l2", float("inf")), ("lr", "0.1")])  # fmt: skip
+def test_a_rate_or_weight_must_be_a_finite_number(name, value):
+    with pytest.raises(ConfigError, match=f"^{name} \\(--{name}\\) must be a finite number"):
+        TrainConfig(**{name: value})
 
 
 def test_real_movielens_100k_neumf_quality(ml100k_dir):
@@ -243,7 +274,7 @@ def test_train_epoch_is_the_plain_loop(small_data):
                 batch_loss = torch.nn.BCEWithLogitsLoss()(model(users, items), labels)
                 batch_loss.backward()
                 optimizer.step()
-                total += float(batch_loss) * labels.shape[0]
+                total += float(batch_loss.detach()) * labels.shape[0]
             written_out = total / rows[0].shape[0]
         models.append(model)
     for a, b in zip(models[0].parameters(), models[1].parameters()):
