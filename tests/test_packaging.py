@@ -105,3 +105,13 @@ def test_no_core_module_names_an_extra_even_lazily():
     for name, imported in _import_graph().items():
         if name.count(".") == 1 and name not in (*extras, "ncf_lib.cli", "ncf_lib.__main__"):
             assert not {m for m in imported if m.startswith(extras)}, name
+
+
+def test_every_sub_package_is_installed():
+    """A non-editable install (``pip install .``, or from GitHub in Colab) holds only the
+    packages pyproject.toml lists: each folder of ncf_lib with an ``__init__.py``."""
+    listed = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    folders = sorted(
+        ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "ncf_lib").rglob("__init__.py")
+    )
+    assert sorted(listed) == folders

@@ -153,19 +153,24 @@ def test_divergence_is_an_error_not_a_perfect_score(small_data):
 def test_tensorboard_logs_hold_each_epochs_numbers(small_data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = TrainConfig(epochs=2, log_dir=str(tmp_path / "tb"), **QUICK)
+    config = TrainConfig(epochs=2, log_dir=str(tmp_path / "tb"), evaluate_start=True, **QUICK)
     result = train_model("gmf", small_data, config)
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
-    for key in ("loss", "val_hr", "test_hr", "test_ndcg"):
+    for key in ("loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg"):
         logged = [(e.step, e.value) for e in events.Scalars(f"epoch/{key}")]
-        want = list(zip(result.history["epoch"], result.history[key]))
+        rows = result.history[np.isfinite(result.history[key])]  # epoch 0 has no loss
+        want = list(zip(rows["epoch"], rows[key]))
         assert [s for s, _ in logged] == [s for s, _ in want], key
         assert np.allclose([v for _, v in logged], [v for _, v in want]), key
-    runs = [
-        p for p in (tmp_path / "tb").rglob("events.out.tfevents*") if p.parent.name == "hparams"
-    ]
-    assert runs  # the hyper-parameters and best metrics, as their own run
+    assert len(events.Scalars("epoch/loss")) == 2 and len(events.Scalars("epoch/test_hr")) == 3
+    # the hyper-parameters and best metrics, as their own run, at the selected epoch
+    (run,) = [p.parent for p in (tmp_path / "tb").rglob("events.out.tfevents*")
+              if p.parent.name == "hparams"]  # fmt: skip
+    best = EventAccumulator(str(run))
+    best.Reload()
+    (point,) = best.Scalars("best/test_hr")
+    assert point.step == result.best_epoch and np.isclose(point.value, result.best["test_hr"])
 
 
 #: Each setting's smallest accepted value (or every accepted name) and the first refused one,
@@ -302,3 +307,14 @@ def test_resuming_with_another_sampler_is_refused(small_data, tmp_path):
     with pytest.raises(ConfigError, match="numpy sampler; resume it with that one, not the torch"):
         train_model("gmf", small_data, longer, resume=load_checkpoint(tmp_path / "run.pt"),
                     engine=scale.engine(longer, sampler="torch"))  # fmt: skip
+
+
+def test_the_progress_bar_counts_each_epochs_batches(small_data, capsys):
+    config = TrainConfig(epochs=2, batch_size=1024, seed=0, progress=True, select_on="test")
+    train_model("gmf", small_data, config)
+    shown = capsys.readouterr().err
+    batches = -(-small_data.n_train * (1 + config.num_ng) // config.batch_size)
+    for epoch in (1, 2):
+        assert f"epoch {epoch}/2:   0%|          | 0/{batches} " in shown
+    train_model("gmf", small_data, replace(config, progress=False))
+    assert capsys.readouterr().err == ""
