@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError, DataError
-from ncf_lib.metrics import evaluate
+from ncf_lib.metrics import Scorer, evaluate, full_ranking_metrics
 from ncf_lib.models import ModelConfig
 from ncf_lib.train import FitResult, TrainConfig, train_model
 
@@ -54,6 +55,31 @@ class RandomScorer:
     def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         gen = torch.Generator().manual_seed(self.seed)
         return torch.rand(items.shape, generator=gen, dtype=torch.float64).to(items.device)
+
+
+def against_references(model: Scorer, data: NCFData, k: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Sampled and full-ranking HR@k / NDCG@k of ``model``, popularity and random scores
+    (seeded by ``seed``), on the validation (where the data has it) and test items.
+
+    Returns:
+        One row per scorer and split: ``scorer, split, hr, ndcg, full_hr, full_ndcg``; the
+        test items are ranked with the validation items excluded.
+    """
+    scorers = {
+        "model": model,
+        "popularity": PopularityScorer.fit(data),
+        "random": RandomScorer(seed),
+    }
+    rows = []
+    for name, scorer in scorers.items():
+        for split, eval_set in (("validation", data.validation), ("test", data.test)):
+            if eval_set is not None:
+                exclude = data.validation if split == "test" else None
+                full = full_ranking_metrics(scorer, data, eval_set, k, exclude=exclude)
+                sampled = evaluate(scorer, eval_set, k)
+                rows.append({"scorer": name, "split": split, **sampled,
+                             "full_hr": full["hr"], "full_ndcg": full["ndcg"]})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 #: Largest catalogue for the dense item x item matrices of ItemKNN, EASE and PureSVD.

@@ -1,0 +1,410 @@
+"""Command line: ``python -m ncf_lib {info,train,evaluate,recommend,similar,export,reproduce}``.
+
+Parse the arguments, call the package, print. The ``train`` command's settings are the fields
+of :class:`~ncf_lib.train.TrainConfig` and :class:`~ncf_lib.models.ModelConfig`: their flags,
+types, defaults and help are generated from those classes. Errors a user can fix
+(:class:`ncf_lib.errors.UserError`: a missing file, a bad format, a bad value, an unknown
+user, a failed download) are printed as one line on stderr with exit code 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from contextlib import ExitStack, nullcontext, redirect_stdout
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ncf_lib import scale
+from ncf_lib.checkpoints import check_same_data, load_checkpoint
+from ncf_lib.cli.flags import (
+    OWN_FIELDS,
+    UsageError,
+    add,
+    add_config_flags,
+    check_train_flags,
+    run_settings,
+)
+from ncf_lib.cli.runs import Stages, output_file, refuse_unfinished, slug
+from ncf_lib.dataset import build_dataset
+from ncf_lib.errors import CheckpointError, Interrupted, UserError
+from ncf_lib.files import atomic_write, check_writable
+from ncf_lib.metrics import evaluate, per_user_ranks
+from ncf_lib.models import MODELS, ModelConfig, model_name
+from ncf_lib.pretraining import FINETUNE, pretrain_neumf
+from ncf_lib.ratings import find_ratings_file, load_ratings
+from ncf_lib.scale.candidates import large_catalogue_candidates
+from ncf_lib.scale.distributed import from_environment
+from ncf_lib.study.baselines import PopularityScorer, against_references
+from ncf_lib.study.runner import reproduce
+from ncf_lib.train import TrainConfig, resolve_device, train_model
+from ncf_lib.use.export import export_embeddings
+from ncf_lib.use.foldin import FoldInConfig, fold_in
+from ncf_lib.use.recommend import recommend, recommendation_table
+from ncf_lib.use.similar import similar_items
+from ncf_lib.use.titles import match_title
+
+DATASET_HELP = (
+    "ml-1m (default), ml-100k, ml-20m, ml-25m, ml-latest-small (downloaded once into "
+    "--data-dir), synthetic (generated, MovieLens-1M-shaped), synthetic:USERSxITEMSxN, or a "
+    "path to a ratings file or an extracted MovieLens folder"
+)
+#: The candidate sampler of every dataset the command line builds: the default one, and for
+#: catalogues above 10,000 items one whose time grows with the candidates drawn.
+DRAW = large_catalogue_candidates
+
+
+TRAIN_HELP = (
+    "train GMF, MLP, NeuMF (--pretrain: with pre-training) or MF",
+    "Train a model with leave-one-out evaluation (HR@K, NDCG@K over 1 held-out + 99 sampled "
+    "items). Model selection: by default each user's second-latest interaction is a "
+    "validation item; the epoch with the best validation HR is kept and its TEST metrics are "
+    "reported (per-epoch test metrics are printed to show the curve). --select-on test picks "
+    "the epoch on the test items, as the paper's code and popular ports do: optimistic, for "
+    "comparison only. --resume continues an interrupted run with its settings (--epochs may "
+    "extend it; another value of a setting is an error) and reaches the numbers of an "
+    "uninterrupted one.",
+)
+REPRODUCE_HELP = (
+    "the paper's results table and studies, with MF and ItemPop",
+    "Train every model of the paper's table (ItemPop, MF, GMF, MLP, NeuMF, NeuMF with "
+    "pre-training) over several seeds, plus the studies (factors, negatives, depth). Resumes "
+    "from OUT/results.csv; writes OUT/summary.md and plots.",
+)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    """Load, re-index, split and draw candidates; print a summary with stage timings."""
+    clock = time.perf_counter()
+    ratings = load_ratings(args.dataset, args.data_dir)
+    timings = {"load": time.perf_counter() - clock}
+    data = build_dataset(
+        ratings, num_ng_test=args.num_ng_test, seed=args.seed, timings=timings, draw=DRAW
+    )
+    rows = {
+        "dataset": data.name,
+        "users": data.n_users,
+        "items": data.n_items,
+        "interactions": len(ratings.ratings),
+        "train": data.n_train,
+        "validation users": 0 if data.validation is None else data.validation.users.size,
+        "test users": data.test.users.size,
+        "test candidates per user": data.test.candidates.shape[1],
+        "density": f"{data.density:.4%}",
+        "titles": "yes" if data.titles is not None else "no",
+        **{
+            f"{side} ids": "integers" if ids.dtype.kind in "iu" else "names"
+            for side, ids in (("user", data.user_ids), ("item", data.item_ids))
+        },  # fmt: skip
+        **{f"seconds {stage}": f"{sec:.3f}" for stage, sec in timings.items()},
+        "seconds total": f"{sum(timings.values()):.3f}",
+    }
+    for key, value in rows.items():
+        print(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
+
+
+def _print_epoch(row: dict, k: int) -> None:
+    val = (
+        f"   val HR@{k} {row['val_hr']:.3f} NDCG@{k} {row['val_ndcg']:.3f}"
+        if "val_hr" in row
+        else ""
+    )
+    loss = "(before training)" if row["epoch"] == 0 else f"loss {row['loss']:.4f}"
+    print(
+        f"epoch {row['epoch']:03d}  {loss}  test HR@{k} {row['test_hr']:.3f} "
+        f"NDCG@{k} {row['test_ndcg']:.3f}{val}   train {row['train_seconds']:.1f} s  "
+        f"eval {row['eval_seconds']:.2f} s",
+        flush=True,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    check_train_flags(args)
+    resumed = load_checkpoint(args.resume) if args.resume else None
+    if resumed is not None and resumed.training is None:
+        raise CheckpointError(f"--resume {args.resume}: this checkpoint has no training state")
+    config, model_config, name, num_ng_test = run_settings(args, resumed)
+    config = replace(config, progress=not args.no_progress)
+    sampler = args.sampler or (resumed.training["sampler"]["kind"] if resumed else "auto")
+    engine = scale.engine(config, hand_gradients=args.engine == "hand", sampler=sampler)
+    parts = {n: load_checkpoint(p) for n, p in (("gmf", args.gmf), ("mlp", args.mlp)) if p}
+    resolve_device(config.device)
+    check_writable(Path(args.resume).parent if args.resume else args.out, "--out")
+    if not args.no_log:
+        check_writable(args.log_dir, "--log-dir")
+    dataset = args.dataset or (resumed.dataset if resumed else "ml-1m")
+    if not (resumed or args.overwrite):
+        stages = [n for n in ("gmf", "mlp") if n not in parts] + ["neumf-pretrained"]
+        refuse_unfinished(args.out, dataset, stages if args.pretrain else [name])
+    clock = time.perf_counter()
+    data = build_dataset(
+        load_ratings(dataset, args.data_dir), num_ng_test=num_ng_test, seed=config.seed,
+        validation=config.select_on == "validation", draw=DRAW,
+    )  # fmt: skip
+    for part, ckpt in [*parts.items(), *([("resume", resumed)] if resumed else [])]:
+        check_same_data(getattr(args, part), ckpt.fingerprint, data)
+        if part != "resume" and model_name(ckpt.model) != part:
+            raise CheckpointError(
+                f"--{part} {getattr(args, part)} holds a "
+                f"{type(ckpt.model).__name__}, not a {part.upper()}"
+            )
+    print(
+        f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items, "
+        f"{data.n_train:,} training positives, {data.test.users.size:,} test users x "
+        f"{data.test.candidates.shape[1]} candidates ({time.perf_counter() - clock:.1f} s)"
+    )
+    k = config.top_k
+    pop = evaluate(PopularityScorer.fit(data), data.test, k)
+    print(f"reference: popularity test HR@{k} {pop['hr']:.3f} NDCG@{k} {pop['ndcg']:.3f}")
+    with ExitStack() as locks:
+        stages = Stages(
+            data.name, locks, out=args.out, resume=args.resume,
+            log_dir=None if args.no_log else args.log_dir,
+            main=(ranks := from_environment()) is None or ranks.main,
+        )  # fmt: skip
+
+        def on_epoch(row: dict) -> None:
+            stages.last = row
+            _print_epoch(row, k)
+
+        try:
+            if args.pretrain:
+                for part in parts:
+                    print(f"== {part}: loaded from {getattr(args, part)} ==")
+                result = pretrain_neumf(
+                    data, config, model_config, alpha=args.alpha,
+                    gmf=parts["gmf"].model if "gmf" in parts else None,
+                    mlp=parts["mlp"].model if "mlp" in parts else None,
+                    finetune={"lr": args.finetune_lr, "optimizer": args.finetune_optimizer},
+                    stage_config=stages.configure, on_epoch=on_epoch, engine=engine,
+                ).neumf  # fmt: skip
+            else:
+                stage = stages.configure(name, config)
+                if resumed is not None:
+                    print(f"resuming after epoch {resumed.training['epoch']} from {args.resume}")
+                    for row in resumed.training["history"]:
+                        _print_epoch(row, k)
+                result = train_model(
+                    name, data, stage, model_config, on_epoch=on_epoch, resume=resumed,
+                    engine=engine,
+                )  # fmt: skip
+        except KeyboardInterrupt:
+            print(stages.interrupted(), file=sys.stderr, flush=True)
+            return 130
+    best = result.best
+    print(f"done in {time.perf_counter() - clock:.1f} s; best epoch chosen on {config.select_on}")
+    print(f"checkpoint: {result.checkpoint}")
+    if not args.no_log:
+        print(
+            f"TensorBoard logs: {args.log_dir}/  (make tensorboard, or "
+            f"tensorboard --logdir {args.log_dir})"
+        )
+    if "val_hr" in best:
+        print(f"validation at that epoch: HR@{k} = {best['val_hr']:.3f}, "
+              f"NDCG@{k} = {best['val_ndcg']:.3f}")  # fmt: skip
+    print(
+        f"Best epoch {result.best_epoch:03d}: HR = {best['test_hr']:.3f}, "
+        f"NDCG = {best['test_ndcg']:.3f}"
+    )
+    return 0
+
+
+def _checkpoint_and_data(args: argparse.Namespace, ckpt=None):
+    """The checkpoint (loaded here unless given) and the data it was trained on, verified."""
+    ckpt = ckpt or load_checkpoint(args.checkpoint)
+    ratings = load_ratings(args.dataset or ckpt.dataset, args.data_dir)
+    data = build_dataset(ratings, **ckpt.data, draw=DRAW)
+    check_same_data(args.checkpoint, ckpt.fingerprint, data)
+    return ckpt, data
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    ckpt = load_checkpoint(args.checkpoint)
+    if args.per_user:  # checked before the data is built and the metrics computed
+        dataset = args.dataset or ckpt.dataset
+        read = [str(find_ratings_file(dataset))] if Path(dataset).exists() else []
+        output_file("--per-user", args.per_user, [args.checkpoint, *read])
+    ckpt, data = _checkpoint_and_data(args, ckpt)
+    k = args.top_k
+    print(
+        f"checkpoint: {args.checkpoint} ({type(ckpt.model).__name__}, epoch {ckpt.epoch}, "
+        f"data {data.name})"
+    )
+    table = against_references(ckpt.model.score, data, k, seed=args.seed)
+    print(f"{'scorer':<12} {'split':<11} {f'HR@{k}':>8} {f'NDCG@{k}':>8} "
+          f"{f'full HR@{k}':>11} {f'full NDCG@{k}':>12}")  # fmt: skip
+    for r in table.itertuples():
+        print(f"{r.scorer:<12} {r.split:<11} {r.hr:8.3f} {r.ndcg:8.3f} "
+              f"{r.full_hr:11.3f} {r.full_ndcg:12.3f}")  # fmt: skip
+    if args.per_user:
+        with atomic_write(args.per_user) as tmp:
+            per_user_ranks(ckpt.model.score, data).to_csv(tmp, index=False)
+        print(f"per-user ranks of the model: {args.per_user}")
+
+
+def _item(data, text: str) -> int:
+    """An item by its original id, else by its title."""
+    try:
+        return data.item_index(text)
+    except UserError:
+        return match_title(text, data.titles, data.item_ids)
+
+
+def cmd_recommend(args: argparse.Namespace) -> None:
+    if args.k < 1:
+        raise UsageError(f"-k must be at least 1, got {args.k}")
+    if (args.user is None) == (not (args.like or args.like_ids)):
+        raise UsageError("give either --user, or the movies a new user likes (--like/--like-ids)")
+    ckpt, data = _checkpoint_and_data(args)
+    if args.user is not None:
+        user = data.user_index(args.user, what="--user")
+        history, model = data.user_history(user), ckpt.model
+        name = f"user {data.user_ids[user]}"
+        who = f"{name} ({history.size} movies rated, excluded)"
+    else:
+        history = np.unique(
+            [match_title(t, data.titles, data.item_ids) for t in args.like or []]
+            + [data.item_index(i, what="--like-ids") for i in args.like_ids or []]
+        )
+        model, user = fold_in(ckpt.model, [history], FoldInConfig(seed=args.seed)), 0
+        liked = data.titles[history] if data.titles is not None else data.item_ids[history]
+        name = "the folded-in user"
+        who = f"a new user who likes {'; '.join(map(str, liked))} (folded in, excluded)"
+    items, probs = recommend(model, user, args.k, exclude=history, name=name)
+    print(f"Top {len(items)} for {who}:")
+    print(recommendation_table(items, probs, data.item_ids, data.titles).to_string(index=False))
+
+
+def cmd_similar(args: argparse.Namespace) -> None:
+    if args.k < 1:
+        raise UsageError(f"-k must be at least 1, got {args.k}")
+    ckpt, data = _checkpoint_and_data(args)
+    item = _item(data, args.item)
+    items, cosines = similar_items(ckpt.model, item, args.k, ids=data.item_ids)
+    name = data.titles[item] if data.titles is not None else data.item_ids[item]
+    print(
+        f"Closest to {name} (id {data.item_ids[item]}) in {type(ckpt.model).__name__}'s item space:"
+    )
+    table = recommendation_table(items, cosines, data.item_ids, data.titles)
+    print(table.rename(columns={"probability": "cosine"}).to_string(index=False))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    check_writable(args.out, "export folder")
+    ckpt, data = _checkpoint_and_data(args)
+    folder = export_embeddings(ckpt.model, data.user_ids, data.item_ids, data.titles, args.out)
+    print(f"wrote {folder}/embeddings.npz, users.csv and items.csv")
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    path = reproduce(
+        load_ratings(args.dataset, args.data_dir),
+        args.out or Path("results") / slug(args.dataset),
+        seeds=args.seeds, epochs=args.epochs, study_epochs=args.study_epochs,
+        factors=args.factors, only_main=args.only_main, jobs=args.jobs,
+        say=lambda line: print(line, flush=True),
+    )  # fmt: skip
+    print(f"report: {path}")
+
+
+def _command(commands, name: str, text: str, run, checkpoint: bool = False, **kwargs):
+    """A sub-command with the data arguments (and a checkpoint to read)."""
+    parser = commands.add_parser(name, help=text, **kwargs)
+    if checkpoint:
+        parser.add_argument("checkpoint")
+    add(
+        parser,
+        "--dataset",
+        str,
+        None if checkpoint else "ml-1m",
+        "override the dataset recorded in the checkpoint" if checkpoint else DATASET_HELP,
+    )
+    add(parser, "--data-dir", str, None, "download cache (default: $NCF_DATA_DIR or data/)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ncf_lib", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    info = _command(commands, "info", "summarise a dataset and its leave-one-out split", cmd_info)
+    add(info, "--num-ng-test", int, 99, "sampled negatives per held-out item (default 99)")
+    add(info, "--seed", int, 42, "seed of the candidates")
+
+    train = _command(commands, "train", TRAIN_HELP[0], cmd_train, description=TRAIN_HELP[1])
+    train.set_defaults(dataset=None)  # ml-1m, or with --resume the checkpoint's
+    add(train, "--model", tuple(MODELS), None, "the model (default neumf)")
+    add_config_flags(train, TrainConfig, skip=OWN_FIELDS)
+    add_config_flags(train, ModelConfig)
+    add(train, "--num-ng-test", int, None, "sampled negatives per held-out item (default 99)")
+    add(train, "--pretrain", bool, False, "with --model neumf: pre-train GMF and MLP first")
+    add(train, "--gmf", str, None, "--pretrain with this trained GMF", metavar="CKPT")
+    add(train, "--mlp", str, None, "--pretrain with this trained MLP", metavar="CKPT")
+    add(train, "--alpha", float, 0.5, "weight of GMF in the pre-trained NeuMF (paper: 0.5)")
+    add(train, "--finetune-optimizer", ("adam", "sgd"), FINETUNE["optimizer"], "(paper: sgd)")
+    add(train, "--finetune-lr", float, FINETUNE["lr"], "learning rate of the pre-trained NeuMF")
+    add(train, "--resume", str, None, "continue the run that wrote CKPT", metavar="CKPT")
+    add(train, "--out", str, "checkpoints", "checkpoint folder")
+    add(train, "--overwrite", bool, False, "replace an unfinished run's checkpoint")
+    add(train, "--log-dir", str, "runs", "TensorBoard folder")
+    add(train, "--no-log", bool, False, "no TensorBoard logs")
+    add(train, "--no-progress", bool, False, "no progress bars")
+    add(train, "--engine", ("autograd", "hand"), "autograd", "hand: ncf_lib.scale.hand_gradients")
+    add(train, "--sampler", scale.SAMPLERS, None, "negatives (default auto: torch on CUDA)")
+
+    ev = _command(commands, "evaluate", "sampled and full-ranking metrics", cmd_evaluate, True)
+    add(ev, "--top-k", int, 10, "K of HR@K and NDCG@K")
+    add(ev, "--seed", int, 0, "seed of the random reference scorer")
+    add(ev, "--per-user", str, None, "also write each held-out item's rank", metavar="CSV")
+    rec = _command(commands, "recommend", "top-k movies for a user", cmd_recommend, True)
+    add(rec, "--user", str, None, "original user id (as in the ratings file)")
+    add(rec, "--like", str, None, "a movie a new user likes (repeat it)", action="append")
+    add(rec, "--like-ids", [str], None, "movies a new user likes, by original id")
+    add(rec, "-k", int, 10, "how many movies")
+    add(rec, "--seed", int, 0, "seed of the fold-in")
+    sim = _command(commands, "similar", "the movies closest to one", cmd_similar, True)
+    add(sim, "--item", str, None, "original item id or title", required=True)
+    add(sim, "-k", int, 10, "how many movies")
+    exp = _command(commands, "export", "embeddings with ids and titles", cmd_export, True)
+    exp.add_argument("out", help="folder for embeddings.npz, users.csv, items.csv")
+
+    rep = _command(
+        commands, "reproduce", REPRODUCE_HELP[0], cmd_reproduce, description=REPRODUCE_HELP[1]
+    )
+    add(rep, "--seeds", [int], [0, 1, 2], "seeds of every run")
+    add(rep, "--epochs", int, 20, "epochs of the main runs")
+    add(rep, "--study-epochs", int, 10, "epochs of the negatives and depth studies")
+    add(rep, "--factors", [int], [8, 16, 32, 64], "predictive factors of the factors study")
+    add(rep, "--only-main", bool, False, "skip the studies")
+    add(rep, "--jobs", int, 1, "runs trained at once, one thread each (the number of cores)")
+    add(rep, "--out", str, None, "results folder (default results/DATASET)")
+    return parser
+
+
+def _terminate(signum, frame) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # end like Ctrl-C: say what was kept
+    ranks = from_environment()  # under torchrun, only rank 0 prints
+    quiet = ranks is not None and not ranks.main
+    try:
+        with open(os.devnull, "w") if quiet else nullcontext(sys.stdout) as out:
+            with redirect_stdout(out):
+                return args.run(args) or 0
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,141 @@
+"""The command line's flags: one per field of the settings' dataclasses, and the settings
+of a run (new, or resumed from its checkpoint with the flags checked against it)."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+from dataclasses import MISSING, asdict, fields, replace
+
+import numpy as np
+
+from ncf_lib.checkpoints import Checkpoint
+from ncf_lib.errors import ConfigError
+from ncf_lib.models import ModelConfig, model_name
+from ncf_lib.train import TrainConfig
+
+#: ``TrainConfig`` fields set through the command line's own flags (--out, --log-dir,
+#: --no-progress) rather than a flag of their own.
+OWN_FIELDS = ("log_dir", "checkpoint", "progress")
+#: Settings a resumed run may change: ``--epochs`` extends it; the device is the machine's.
+MAY_CHANGE = ("epochs", "device")
+
+
+class UsageError(ConfigError):
+    """A bad combination of arguments."""
+
+
+def flag(name: str) -> str:
+    """``batch_size -> --batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def shown(value) -> str:
+    """A value as it is written on the command line (a list: space-separated)."""
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def add(parser, name: str, kind=str, default=None, text: str = "", **extra) -> None:
+    """One argument: ``kind`` is a type, ``bool`` (a switch), ``[type]`` (one or more) or a
+    tuple of choices."""
+    if kind is bool:
+        extra["action"] = "store_true"
+    elif isinstance(kind, list):
+        extra.update(type=kind[0], nargs="+")
+    elif isinstance(kind, tuple):
+        extra["choices"] = kind
+    else:
+        extra["type"] = kind
+    parser.add_argument(name, default=default, help=text, **extra)
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of a dataclass's docstring."""
+    helps: dict[str, str] = {}
+    name = None
+    for line in inspect.getdoc(cls).split("Attributes:")[1].splitlines():
+        if match := re.match(r"    (\w+): (.*)", line):
+            name = match[1]
+            helps[name] = match[2]
+        elif name and line.startswith("        "):
+            helps[name] += " " + line.strip()
+    return {k: re.sub(r":\w+:`~?([^`]+)`", r"\1", v).replace("``", "") for k, v in helps.items()}
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip=()) -> None:
+    """A flag per field of the dataclass ``cls`` (``--batch-size`` for ``batch_size``), with
+    its type, ``choices`` metadata and docstring help; every flag defaults to ``None``
+    (not given), so that the config's own default, or a resumed run's value, applies."""
+    helps = field_help(cls)
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()
+        text = helps[f.name].rstrip(".").replace("%", "%%")
+        text += "" if "default" in text else f" (default {shown(default)})"
+        if f.type == "bool":
+            parser.add_argument(flag(f.name), action="store_true", default=None, help=text)
+            continue
+        kind = {"int": int, "int | None": int, "float": float, "str": str}.get(f.type, int)
+        parser.add_argument(
+            flag(f.name),
+            type=kind,
+            nargs="+" if f.type.startswith("tuple") else None,
+            choices=f.metadata.get("choices"),
+            default=None,
+            help=text,
+        )
+
+
+def _given(args: argparse.Namespace, cls: type) -> dict:
+    """The fields of ``cls`` given as flags (not :data:`OWN_FIELDS`)."""
+    names = [f.name for f in fields(cls) if f.name not in OWN_FIELDS]
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def run_settings(args: argparse.Namespace, resumed: Checkpoint | None):
+    """``(TrainConfig, ModelConfig, model name, num_ng_test)`` of this run: the flags given
+    over the defaults, or with ``--resume`` the saved run's, where a flag that differs from
+    the saved value is an error naming both (except :data:`MAY_CHANGE`)."""
+    train, model = _given(args, TrainConfig), _given(args, ModelConfig)
+    if resumed is None:
+        return (
+            TrainConfig(**train),
+            ModelConfig(**model),
+            args.model or "neumf",
+            99 if args.num_ng_test is None else args.num_ng_test,
+        )
+    names = {f.name for f in fields(TrainConfig)}
+    saved = TrainConfig(**{k: v for k, v in resumed.train_config.items() if k in names})
+    saved_model = resumed.model.config
+    before = {
+        **asdict(saved),
+        **asdict(saved_model),
+        "model": model_name(resumed.model),
+        "num_ng_test": resumed.data["num_ng_test"],
+    }
+    now = {**train, **model, "model": args.model, "num_ng_test": args.num_ng_test}
+    for key, value in now.items():
+        same = value is None or np.array_equal(np.asarray(value), np.asarray(before[key]))
+        if not same and key not in MAY_CHANGE:
+            raise UsageError(
+                f"{flag(key)} {shown(value)} conflicts with the resumed run ({args.resume}), "
+                f"trained with {key} {shown(before[key])}; drop the flag, or train a new run"
+            )
+    config = replace(saved, **{k: train[k] for k in MAY_CHANGE if k in train})
+    return config, saved_model, before["model"], before["num_ng_test"]
+
+
+def check_train_flags(args: argparse.Namespace) -> None:
+    """Refuse ``train`` flags that do not go together, before anything is read."""
+    if args.pretrain and args.model not in (None, "neumf"):
+        raise UsageError("--pretrain needs --model neumf")
+    if (args.gmf or args.mlp) and not args.pretrain:
+        raise UsageError("--gmf/--mlp are the pre-trained parts of --pretrain")
+    if args.resume and args.pretrain:
+        raise UsageError("--resume continues one model's run; it cannot be used with --pretrain")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise UsageError(f"--alpha weighs GMF against MLP and must be in [0, 1], got {args.alpha}")
+    if not (np.isfinite(args.finetune_lr) and args.finetune_lr > 0):
+        raise UsageError(f"--finetune-lr must be a finite number above 0, got {args.finetune_lr}")

@@ -1,0 +1,119 @@
+"""The files of a ``train`` command: per stage a checkpoint (locked while this run writes
+it) and a TensorBoard folder of its own; an unfinished run is never replaced unasked; an
+interruption says what was kept and how to go on. Also the output files of other commands,
+checked before the work."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+from ncf_lib.checkpoints import load_checkpoint, writing
+from ncf_lib.cli.flags import UsageError
+from ncf_lib.files import check_writable, current_umask
+from ncf_lib.train import TrainConfig
+
+
+def slug(text: str) -> str:
+    """A file-name part for a dataset: its name, or for a file its folder and name (two
+    ``ratings.csv`` in two folders get two names)."""
+    path = Path(text)
+    name = f"{path.parent.name}-{path.name}" if path.is_file() and path.parent.name else path.name
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", name or text).strip("_") or "data"
+
+
+def unfinished(path: Path) -> str | None:
+    """How far the unfinished run saved in ``path`` got (``None``: no such run there)."""
+    if not path.is_file():
+        return None
+    ckpt = load_checkpoint(path)
+    state, epochs = ckpt.training, ckpt.train_config["epochs"]
+    if state is None or state["stopped"] or state["next_epoch"] > epochs:
+        return None
+    return f"after epoch {state['next_epoch'] - 1} of {epochs}"
+
+
+def refuse_unfinished(out: str, dataset: str, stages: list[str]) -> None:
+    """Refuse to start stages whose checkpoint in ``out`` holds an unfinished run."""
+    for stage in stages:
+        path = Path(out) / f"{slug(dataset)}-{stage}.pt"
+        if done := unfinished(path):
+            raise UsageError(
+                f"{path} holds an unfinished run ({done}): continue it with --resume {path}, "
+                "or start again with --overwrite"
+            )
+
+
+def output_file(flag: str, text: str, inputs: list[str]) -> Path:
+    """A file a command may write: not a folder, not one of its inputs, in a folder it can
+    write to."""
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise UsageError(f"{flag} {text} is a folder; give a file name, e.g. {path / 'out.csv'}")
+    if any(Path(i).exists() and path.resolve() == Path(i).resolve() for i in inputs):
+        raise UsageError(f"{flag} {text} is an input of this command; give another file name")
+    check_writable(path.parent, flag)
+    return path
+
+
+class Stages:
+    """The stages of one ``train`` command: each one's checkpoint (locked while this run
+    writes it) and TensorBoard folder, and how far the current one got.
+
+    Args:
+        out: checkpoint folder; ``resume``: the checkpoint a resumed run writes again.
+        log_dir: TensorBoard folder (``None``: no logs).
+        main: this process writes (under ``torchrun``: rank 0 only).
+    """
+
+    def __init__(
+        self, data_name: str, locks: ExitStack, *, out: str, resume: str | None,
+        log_dir: str | None, main: bool = True,
+    ) -> None:  # fmt: skip
+        self.data_name, self.locks, self.main = data_name, locks, main
+        self.out, self.resume, self.log_dir = out, resume, log_dir
+        self.checkpoint: Path | None = None
+        self.stage, self.last = "", None
+
+    def configure(self, name: str, config: TrainConfig) -> TrainConfig:
+        """``(stage, config) -> config`` with the stage's files, announced on stdout."""
+        tag = f"{slug(self.data_name)}-{name}"
+        checkpoint = Path(self.resume or Path(self.out) / f"{tag}.pt")
+        log_dir = None
+        if self.main:
+            self.locks.enter_context(writing(checkpoint))
+            if self.log_dir is not None:  # a folder of its own, even for two runs in a second
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                log_dir = tempfile.mkdtemp(prefix=f"{tag}-{stamp}-", dir=self.log_dir)
+                os.chmod(log_dir, 0o777 & ~current_umask())
+        self.checkpoint, self.stage, self.last = checkpoint, name, None
+        print(
+            f"== {name}: {config.epochs} epochs, {config.optimizer} lr {config.lr}, "
+            f"batch {config.batch_size}, {config.num_ng} negatives per positive, "
+            f"selecting on {config.select_on} ==",
+            flush=True,
+        )
+        return replace(config, checkpoint=str(checkpoint), log_dir=log_dir)
+
+    def interrupted(self) -> str:
+        """One line: what an interruption kept, and how to go on."""
+        if self.checkpoint is None:
+            return "interrupted before training started; nothing was written"
+        if self.last is None and not self.resume:
+            return (
+                f"interrupted in the first epoch of {self.stage}; nothing was saved "
+                f"({self.checkpoint} was not written by this run)"
+            )
+        done = "before a new epoch finished" if self.last is None else (
+            f"after epoch {self.last['epoch']}"
+        )  # fmt: skip
+        return (
+            f"interrupted {done} of {self.stage}: {self.checkpoint} "
+            "holds the best epoch so far and can be resumed with "
+            f"python -m ncf_lib train --resume {self.checkpoint}"
+        )
