@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 
 from ncf_lib.dataset import build_dataset
-from ncf_lib.ratings import dataset_label, load_ratings
+from ncf_lib.ratings import load_ratings
+from ncf_lib.study.report import dataset_label
 from ncf_lib.train import TrainConfig
 from ncf_lib.use.foldin import FoldInConfig, held_out_users_study
 

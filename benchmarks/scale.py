@@ -28,10 +28,11 @@ import torch
 from ncf_lib.dataset import build_dataset
 from ncf_lib.metrics import evaluate, full_ranking_metrics
 from ncf_lib.models import ModelConfig, build_model
-from ncf_lib.ratings import Ratings, read_ratings_cached
+from ncf_lib.ratings import Ratings
 from ncf_lib.sampling import batches, epoch_arrays
 from ncf_lib.scale import hand_gradients
 from ncf_lib.scale.optimizers import make_optimizer
+from ncf_lib.scale.parse_cache import read_ratings_cached
 from ncf_lib.synthetic import synthetic_ratings
 from ncf_lib.train import TrainConfig
 

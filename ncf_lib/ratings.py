@@ -11,6 +11,7 @@ import csv
 import gzip
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,6 @@ import pandas as pd
 
 from ncf_lib.download import DATASETS, fetch
 from ncf_lib.errors import DataError, MissingFileError
-from ncf_lib.files import atomic_write
 from ncf_lib.synthetic import ML1M_SHAPE, synthetic_movies, synthetic_ratings
 
 #: Column names and dtypes of a ratings table with integer ids (names are kept as ``object``).
@@ -225,42 +225,6 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
     return frame.astype({"rating": "float32", "timestamp": "int64" if exact else "float64"})
 
 
-#: Bumped when :func:`read_ratings` changes what it returns, so older caches are re-parsed.
-PARSE_VERSION = 2
-
-
-def read_ratings_cached(path: str | Path) -> pd.DataFrame:
-    """:func:`read_ratings`, parsed once: the columns are kept in ``.NAME.parsed.npz``
-    beside the file and read from there while the file keeps its size and modification
-    time. A changed file, a cache of another parser version or a damaged cache is parsed
-    again; a folder that cannot be written to gets no cache."""
-    path = Path(path)
-    cache = path.with_name(f".{path.name}.parsed.npz")
-    stat = path.stat()
-    key = np.array([PARSE_VERSION, stat.st_size, stat.st_mtime_ns], dtype=np.int64)
-    try:
-        with np.load(cache, allow_pickle=False) as saved:
-            if np.array_equal(saved["key"], key):
-                columns = {name: saved[name] for name in RATING_DTYPES}
-                for name in ("user_id", "item_id"):
-                    if columns[name].dtype.kind == "U":  # names, stored as fixed-width text
-                        columns[name] = columns[name].astype(object)
-                return pd.DataFrame(columns)
-    except (OSError, ValueError, KeyError, EOFError):
-        pass  # no cache yet, or a damaged one: parse the file
-    frame = read_ratings(path)
-    numeric = {name: pd.api.types.is_numeric_dtype(frame[name]) for name in RATING_DTYPES}
-    columns = {  # names as fixed-width text: loading them needs no pickle
-        name: frame[name].to_numpy(dtype=None if numeric[name] else str) for name in RATING_DTYPES
-    }
-    try:
-        with atomic_write(cache) as tmp, open(tmp, "wb") as f:
-            np.savez(f, key=key, **columns)
-    except OSError:
-        pass  # a read-only folder: parse every time
-    return frame
-
-
 def read_movies(folder: str | Path) -> pd.DataFrame | None:
     """Titles and genres from ``movies.dat``, ``u.item`` or ``movies.csv`` in ``folder``.
 
@@ -341,18 +305,20 @@ def load_ratings(
     *,
     seed: int = 0,
     progress: bool = True,
+    read: Callable[[Path], pd.DataFrame] = read_ratings,
 ) -> Ratings:
     """Load ratings (and titles) by dataset name or path.
 
     Args:
         dataset: ``ml-1m``, ``ml-100k``, ``ml-20m``, ``ml-25m``, ``ml-latest-small``
-            (downloaded once into ``data_dir`` and parsed once, see
-            :func:`read_ratings_cached`), ``synthetic`` (MovieLens-1M-shaped) or
+            (downloaded once into ``data_dir``), ``synthetic`` (MovieLens-1M-shaped) or
             ``synthetic:USERSxITEMSxINTERACTIONS``, or a path to a ratings file or an
             extracted MovieLens folder.
         data_dir: download cache; default :func:`ncf_lib.download.default_data_dir`.
         seed: seed of the synthetic generator (ignored for real data).
         progress: progress bar while downloading.
+        read: parses a downloaded ratings file (the command line keeps the parsed columns
+            beside it: :func:`ncf_lib.scale.parse_cache.read_ratings_cached`).
     """
     text = str(dataset)
     match = _SYNTHETIC.match(text)
@@ -370,14 +336,5 @@ def load_ratings(
             "synthetic:USERSxITEMSxINTERACTIONS) nor an existing file or folder"
         )
     ratings_file = find_ratings_file(folder if folder is not None else text)
-    read = read_ratings_cached if folder is not None else read_ratings  # downloads: cached
-    return Ratings(read(ratings_file), read_movies(ratings_file.parent), text)
-
-
-def dataset_label(dataset: str | Path) -> str:
-    """A dataset's name for reports and plots: a known or generated dataset as given, a path
-    by its last part (``ml-100k`` for ``../data/ml-100k``), so no machine's folders show."""
-    text = str(dataset)
-    if text in DATASETS or _SYNTHETIC.match(text):
-        return text
-    return Path(text).name or text
+    parse = read if folder is not None else read_ratings
+    return Ratings(parse(ratings_file), read_movies(ratings_file.parent), text)

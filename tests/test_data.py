@@ -20,7 +20,6 @@ from ncf_lib.ratings import (
     RATING_DTYPES,
     DataFormatError,
     Ratings,
-    dataset_label,
     find_ratings_file,
     load_ratings,
     read_movies,
@@ -28,7 +27,9 @@ from ncf_lib.ratings import (
 )
 from ncf_lib.sampling import NegativeSampler, batches, epoch_arrays, sample_negatives
 from ncf_lib.scale import candidates as candidates_module
+from ncf_lib.scale import parse_cache
 from ncf_lib.scale.sampler import TorchSampler
+from ncf_lib.study.report import dataset_label
 from ncf_lib.synthetic import synthetic_ratings
 
 
@@ -392,7 +393,7 @@ def test_ratings_are_parsed_once_until_the_file_changes(tmp_path, monkeypatch, i
     name = (lambda i: f"U{i}x") if ids == "names" else str
     lines = [f"{name(u)},{10 + u % 7},{1 + u % 5},{978300000 + u}" for u in range(50)]
     path.write_text("userId,movieId,rating,timestamp\n" + "\n".join(lines) + "\n")
-    first = ratings_module.read_ratings_cached(path)
+    first = parse_cache.read_ratings_cached(path)
     pd.testing.assert_frame_equal(first, read_ratings(path))
     assert (tmp_path / ".ratings.csv.parsed.npz").is_file()
 
@@ -401,9 +402,9 @@ def test_ratings_are_parsed_once_until_the_file_changes(tmp_path, monkeypatch, i
 
     with monkeypatch.context() as patch:
         patch.setattr(ratings_module, "read_ratings", parse)
-        pd.testing.assert_frame_equal(ratings_module.read_ratings_cached(path), first)
+        pd.testing.assert_frame_equal(parse_cache.read_ratings_cached(path), first)
     path.write_text(path.read_text().replace(",978300049\n", ",978300049\n" + lines[0] + "9\n"))
-    changed = ratings_module.read_ratings_cached(path)
+    changed = parse_cache.read_ratings_cached(path)
     assert len(changed) == 51  # the changed file, not the cache
 
 
@@ -411,16 +412,16 @@ def test_a_damaged_or_unwritable_cache_is_parsed_again(tmp_path, monkeypatch):
     path = tmp_path / "u.data"
     path.write_text("".join(f"{u}\t{u % 9 + 1}\t3\t{900 + u}\n" for u in range(1, 40)))
     expected = read_ratings(path)
-    ratings_module.read_ratings_cached(path)
+    parse_cache.read_ratings_cached(path)
     (tmp_path / ".u.data.parsed.npz").write_bytes(b"not a zip")
-    pd.testing.assert_frame_equal(ratings_module.read_ratings_cached(path), expected)
+    pd.testing.assert_frame_equal(parse_cache.read_ratings_cached(path), expected)
     (tmp_path / ".u.data.parsed.npz").unlink()
 
     def refuse(path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(ratings_module, "atomic_write", refuse)
-    pd.testing.assert_frame_equal(ratings_module.read_ratings_cached(path), expected)
+    monkeypatch.setattr(parse_cache, "atomic_write", refuse)
+    pd.testing.assert_frame_equal(parse_cache.read_ratings_cached(path), expected)
     assert not (tmp_path / ".u.data.parsed.npz").exists()
 
 

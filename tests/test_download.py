@@ -125,6 +125,38 @@ def test_fetch_extracts_once_and_load_ratings_uses_it(server, tmp_path, monkeypa
     assert server.requests == ["/ml-100k.zip"]
 
 
+def test_the_command_line_parses_a_download_once(server, tmp_path, monkeypatch, capsys):
+    """``info`` on a named dataset downloads it, keeps its parsed columns beside the file
+    and reads them the next time; ``load_ratings`` on its own leaves no cache."""
+    from ncf_lib import ratings as ratings_module
+    from ncf_lib.cli import main
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:  # 5 users x 4 of 8 items
+        rows = [f"{u}\t{1 + (u + i) % 8}\t3\t{880000000 + 10 * u + i}\n" for u in range(1, 6)
+                for i in range(4)]  # fmt: skip
+        zf.writestr("ml-100k/u.data", "".join(rows))
+    archive = buf.getvalue()
+    server.files["/ml-100k.zip"] = archive
+    spec = dl.DatasetSpec("ml-100k", server.url + "/ml-100k.zip", hashlib.md5(archive).hexdigest())
+    monkeypatch.setitem(dl.DATASETS, "ml-100k", spec)
+    load_ratings("ml-100k", tmp_path, progress=False)
+    assert not (tmp_path / "ml-100k" / ".u.data.parsed.npz").exists()
+    argv = ["info", "--dataset", "ml-100k", "--data-dir", str(tmp_path), "--num-ng-test", "1"]
+    assert main(argv) == 0
+    assert (tmp_path / "ml-100k" / ".u.data.parsed.npz").is_file()
+    first = capsys.readouterr().out
+
+    def parse(path):
+        raise AssertionError(f"{path} parsed again")
+
+    monkeypatch.setattr(ratings_module, "read_ratings", parse)
+    assert main(argv) == 0
+    same = lambda out: [line for line in out.splitlines() if not line.startswith("seconds")]  # noqa: E731
+    assert same(capsys.readouterr().out) == same(first)
+    assert server.requests == ["/ml-100k.zip"]
+
+
 def test_fetch_unpinned_reads_published_md5(server, tmp_path, monkeypatch):
     archive = _zip_of_ml100k()
     server.files["/ml-latest-small.zip"] = archive

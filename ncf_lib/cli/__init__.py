@@ -41,6 +41,7 @@ from ncf_lib.pretraining import FINETUNE, pretrain_neumf
 from ncf_lib.ratings import find_ratings_file, load_ratings
 from ncf_lib.scale.candidates import large_catalogue_candidates
 from ncf_lib.scale.distributed import from_environment
+from ncf_lib.scale.parse_cache import read_ratings_cached
 from ncf_lib.study.baselines import PopularityScorer, against_references
 from ncf_lib.study.runner import reproduce
 from ncf_lib.train import TrainConfig, resolve_device, train_model
@@ -79,10 +80,15 @@ REPRODUCE_HELP = (
 )
 
 
+def _ratings(dataset: str, data_dir: str | None):
+    """A dataset's ratings; a downloaded file is parsed once and its columns kept beside it."""
+    return load_ratings(dataset, data_dir, read=read_ratings_cached)
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     """Load, re-index, split and draw candidates; print a summary with stage timings."""
     clock = time.perf_counter()
-    ratings = load_ratings(args.dataset, args.data_dir)
+    ratings = _ratings(args.dataset, args.data_dir)
     timings = {"load": time.perf_counter() - clock}
     data = build_dataset(
         ratings, num_ng_test=args.num_ng_test, seed=args.seed, timings=timings, draw=DRAW
@@ -144,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         refuse_unfinished(args.out, dataset, stages if args.pretrain else [name])
     clock = time.perf_counter()
     data = build_dataset(
-        load_ratings(dataset, args.data_dir), num_ng_test=num_ng_test, seed=config.seed,
+        _ratings(dataset, args.data_dir), num_ng_test=num_ng_test, seed=config.seed,
         validation=config.select_on == "validation", draw=DRAW,
     )  # fmt: skip
     for part, ckpt in [*parts.items(), *([("resume", resumed)] if resumed else [])]:
@@ -218,7 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _checkpoint_and_data(args: argparse.Namespace, ckpt=None):
     """The checkpoint (loaded here unless given) and the data it was trained on, verified."""
     ckpt = ckpt or load_checkpoint(args.checkpoint)
-    ratings = load_ratings(args.dataset or ckpt.dataset, args.data_dir)
+    ratings = _ratings(args.dataset or ckpt.dataset, args.data_dir)
     data = build_dataset(ratings, **ckpt.data, draw=DRAW)
     check_same_data(args.checkpoint, ckpt.fingerprint, data)
     return ckpt, data
@@ -304,7 +310,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     path = reproduce(
-        load_ratings(args.dataset, args.data_dir),
+        _ratings(args.dataset, args.data_dir),
         args.out or Path("results") / slug(args.dataset),
         seeds=args.seeds, epochs=args.epochs, study_epochs=args.study_epochs,
         factors=args.factors, only_main=args.only_main, jobs=args.jobs,

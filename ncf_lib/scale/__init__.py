@@ -1,7 +1,9 @@
 """Beyond one process on a laptop: ``torchrun`` (:mod:`~ncf_lib.scale.distributed`), a
 row-sparse Adam (:mod:`~ncf_lib.scale.optimizers`), negatives drawn on the GPU
-(:mod:`~ncf_lib.scale.sampler`) and hand-written gradients for the CPU
-(:mod:`~ncf_lib.scale.hand_gradients`). Each plugs into :func:`ncf_lib.train.fit` through
+(:mod:`~ncf_lib.scale.sampler`), hand-written gradients for the CPU
+(:mod:`~ncf_lib.scale.hand_gradients`), candidates for large catalogues
+(:mod:`~ncf_lib.scale.candidates`) and a parse cache (:mod:`~ncf_lib.scale.parse_cache`).
+The first four plug into :func:`ncf_lib.train.fit` through
 its :class:`~ncf_lib.train.Engine`; :func:`engine` picks them. Imports the core; the core
 never imports this."""
 

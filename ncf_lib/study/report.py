@@ -14,6 +14,12 @@ from ncf_lib.study.plots import plot_hr_at_k, plot_orderings, plot_study
 from ncf_lib.study.published import published_ml1m
 
 
+def dataset_label(dataset: str | Path) -> str:
+    """A dataset's name for reports and plots: a name as given, a path by its last part
+    (``ml-100k`` for ``../data/ml-100k/``), so no machine's folders show."""
+    return Path(str(dataset)).name or str(dataset)
+
+
 def summary(
     results: pd.DataFrame,
     study: str = "main",

@@ -26,7 +26,7 @@ import torch
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError
 from ncf_lib.files import atomic_write, check_writable, exclusive_lock
-from ncf_lib.ratings import DataFormatError, Ratings, dataset_label
+from ncf_lib.ratings import DataFormatError, Ratings
 from ncf_lib.study import grid, report
 from ncf_lib.study.grid import CLOSED_FORM, RunSpec, estimate_seconds, run_one
 
@@ -218,7 +218,7 @@ def reproduce(
             f"{out}; it adds their rows and writes the full report"
         )
     histories = read_results(out / "history.csv")
-    path = report.write_report(results, histories, out, dataset_label(data.name))
+    path = report.write_report(results, histories, out, report.dataset_label(data.name))
     say(report.markdown_summary(report.summary(results)))
     return path
 
