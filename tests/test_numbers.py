@@ -459,3 +459,83 @@ def test_the_device_is_the_machines():
     if not cuda:
         with pytest.raises(ValueError, match="^--device cuda, but no CUDA device is available$"):
             resolve_device("cuda")
+
+
+# ---- what a survivor of mutation testing showed unpinned ----------------------------------
+
+
+def test_another_datas_checkpoint_is_refused_naming_both_values(small_ratings, tmp_path):
+    from ncf_lib.checkpoints import check_same_data
+
+    trained, other = (build_dataset(small_ratings, seed=s) for s in (7, 8))
+    message = (
+        f"{tmp_path / 'm.pt'} was trained on other data (split {trained.fingerprint['split']}) "
+        f"than this one (split {other.fingerprint['split']}); use the dataset and split "
+        "settings it was trained with"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        check_same_data(tmp_path / "m.pt", trained.fingerprint, other)
+    check_same_data(tmp_path / "m.pt", trained.fingerprint, trained)  # the same: no error
+
+
+def test_the_fingerprint_holds_16_hex_digits_per_digest(small_data):
+    for key in ("ids", "split"):
+        assert re.fullmatch("[0-9a-f]{16}", small_data.fingerprint[key]), key
+
+
+def test_an_unknown_user_is_named_as_a_user_by_default(small_data):
+    with pytest.raises(LookupError, match="^user nobody is not in "):
+        small_data.user_index("nobody")
+
+
+def test_a_checkpoint_rebuilds_a_model_of_other_sizes(small_data, tmp_path):
+    from ncf_lib.checkpoints import save_checkpoint
+
+    config = ModelConfig(factor_num=4, layers=(16, 8), dropout=0.25)
+    seed_everything(0)
+    model = build_model("neumf", small_data.n_users, small_data.n_items, config).eval()
+    save_checkpoint(tmp_path / "n.pt", model, small_data, {}, epoch=1, metrics={})
+    loaded = load_checkpoint(tmp_path / "n.pt").model
+    assert loaded.config == config and not loaded.training
+    users = torch.arange(small_data.n_users)
+    items = torch.from_numpy(small_data.test.candidates)
+    assert torch.equal(loaded.score(users, items), model.score(users, items))
+
+
+@pytest.mark.parametrize("key", ["training_sha256", "n_users"])
+def test_a_checkpoint_without_a_part_is_damaged_naming_it(small_data, tmp_path, key):
+    _, config = _saved(small_data, tmp_path)
+    payload = torch.load(config.checkpoint, weights_only=True)
+    del payload[key]
+    torch.save(payload, tmp_path / "part.pt")
+    message = f"{tmp_path / 'part.pt'}: damaged checkpoint, it has no '{key}'"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        load_checkpoint(tmp_path / "part.pt")
+
+
+def test_the_resume_state_does_not_hold_the_best_weights_twice(small_data, tmp_path):
+    """The selected weights are the checkpoint's own ``state_dict``; the resume state holds
+    the last epoch's weights beside them, not a second copy of the best."""
+    _, config = _saved(small_data, tmp_path)
+    training = load_checkpoint(config.checkpoint).training
+    assert "best_weights" not in training and set(training["model"]) == set(
+        load_checkpoint(config.checkpoint).model.state_dict()
+    )
+
+
+def test_resuming_a_finished_model_says_it_has_no_state(small_data, tmp_path):
+    from ncf_lib.checkpoints import save_checkpoint
+
+    model = build_model("gmf", small_data.n_users, small_data.n_items)
+    save_checkpoint(tmp_path / "done.pt", model, small_data, {}, epoch=1, metrics={})
+    finished = load_checkpoint(tmp_path / "done.pt")
+    with pytest.raises(ValueError, match="^this checkpoint holds no training state to resume"):
+        fit(model, small_data, TrainConfig(epochs=2, **QUICK), resume=finished)
+
+
+def test_divergence_with_l2_names_the_rate_and_the_weight(small_data):
+    gmf = train_model("gmf", small_data, TrainConfig(epochs=1, **QUICK)).model
+    config = TrainConfig(epochs=2, optimizer="sgd", lr=1e5, l2=0.5, **QUICK)
+    message = "lower the learning rate (lr=100000.0, sgd) or the L2 weight (l2=0.5)"
+    with pytest.raises(ValueError, match=f"diverged in epoch 1: .*; {re.escape(message)}$"):
+        fit(gmf, small_data, config)

@@ -171,6 +171,13 @@ def test_tensorboard_logs_hold_each_epochs_numbers(small_data, tmp_path):
     best.Reload()
     (point,) = best.Scalars("best/test_hr")
     assert point.step == result.best_epoch and np.isclose(point.value, result.best["test_hr"])
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    content = best.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    logged = HParamsPluginData.FromString(content).session_start_info.hparams
+    shown = {name: getattr(v, v.WhichOneof("kind")) for name, v in logged.items()}
+    assert shown["model"] == "GMF" and shown["lr"] == config.lr and shown["epochs"] == 2
+    assert shown["factor_num"] == str(result.model.config.factor_num)
 
 
 #: Each setting's smallest accepted value (or every accepted name) and the first refused one,
