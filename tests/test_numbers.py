@@ -537,5 +537,75 @@ def test_divergence_with_l2_names_the_rate_and_the_weight(small_data):
     gmf = train_model("gmf", small_data, TrainConfig(epochs=1, **QUICK)).model
     config = TrainConfig(epochs=2, optimizer="sgd", lr=1e5, l2=0.5, **QUICK)
     message = "lower the learning rate (lr=100000.0, sgd) or the L2 weight (l2=0.5)"
-    with pytest.raises(ValueError, match=f"diverged in epoch 1: .*; {re.escape(message)}$"):
+    pattern = f"^training diverged in epoch 1: the loss is (nan|inf); {re.escape(message)}$"
+    with pytest.raises(ValueError, match=pattern):
         fit(gmf, small_data, config)
+
+
+def test_fit_refuses_a_k_of_all_candidates_naming_them(small_data):
+    n = small_data.test.candidates.shape[1]
+    model = build_model("gmf", small_data.n_users, small_data.n_items)
+    with pytest.raises(ValueError, match=f"below the {n} candidates per user, got {n}: "):
+        fit(model, small_data, TrainConfig(epochs=1, top_k=n, **QUICK))
+
+
+def test_an_unfinished_log_warns_where_fit_was_called(small_data, tmp_path, monkeypatch):
+    """A full disk while TensorBoard's last record is written: the run's result is kept, and
+    the warning names the folder and points at the line that called ``fit``."""
+    from tensorboardX import SummaryWriter
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SummaryWriter, "add_hparams", full)
+    config = TrainConfig(epochs=1, log_dir=str(tmp_path / "tb"), **QUICK)
+    model = build_model("gmf", small_data.n_users, small_data.n_items)
+    message = f"TensorBoard logs in {config.log_dir} are incomplete: [Errno 28] No space left"
+    with pytest.warns(RuntimeWarning, match=f"^{re.escape(message)}") as caught:
+        result = fit(model, small_data, config)
+    assert caught[0].filename == __file__ and result.best_epoch == 1
+
+
+def _rows(rows) -> Ratings:
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    return Ratings(frame.astype({"rating": "float32"}), None, "x")
+
+
+def test_the_user_named_for_too_few_unseen_items_is_that_user():
+    """Users 1 and 2 have room for 2 negatives among 6 items; user 3 has seen 5 of them."""
+    rows = [(u, i, 4, i) for u, n in ((1, 3), (2, 3), (3, 5)) for i in range(1, n + 1)]
+    rows += [(1, 6, 4, 9)]
+    with pytest.raises(ValueError, match=re.escape(
+        "x: user 3 never interacted with only 1 of the 6 items, fewer than num_ng_test "
+        "(--num-ng-test) 2; lower it")):  # fmt: skip
+        build_dataset(_rows(rows), num_ng_test=2, validation=False)
+
+
+def test_no_ratings_and_no_negatives_are_refused_saying_why(small_ratings):
+    with pytest.raises(ValueError, match="^x: no ratings$"):
+        build_dataset(_rows([]))
+    with pytest.raises(ValueError, match=re.escape(
+        "num_ng_test (--num-ng-test) must be at least 1, got 0: with no sampled negatives the "
+        "held-out item is always first and HR is 1")):  # fmt: skip
+        build_dataset(small_ratings, num_ng_test=0)
+
+
+def test_titles_follow_the_items_when_the_movies_file_is_in_another_order():
+    rows = [(1, 30, 4, 1), (1, 10, 4, 2), (2, 20, 4, 1), (2, 30, 4, 2), (2, 40, 4, 3)]
+    movies = pd.DataFrame({"item_id": [40, 99, 20, 10], "title": ["D", "Z", "B", "A"]})
+    ratings = replace(_rows(rows), movies=movies.assign(genres=""))
+    data = build_dataset(ratings, num_ng_test=1, validation=False)
+    assert data.item_ids.tolist() == [10, 20, 30, 40]
+    assert data.titles.tolist() == ["A", "B", "(unknown title)", "D"]
+
+
+def test_weights_that_do_not_fit_are_named_with_the_first_line_of_the_reason(small_data, tmp_path):
+    _, config = _saved(small_data, tmp_path)
+    payload = torch.load(config.checkpoint, weights_only=True)
+    long_name = "x" * 200  # a reason longer than the 160 characters the message keeps
+    payload["model_config"] = {**payload["model_config"], long_name: 1}
+    torch.save(payload, tmp_path / "odd.pt")
+    reason = f"ModelConfig.__init__() got an unexpected keyword argument '{long_name}'"[:160]
+    message = f"{tmp_path / 'odd.pt'}: damaged checkpoint, its weights do not fit ({reason})"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        load_checkpoint(tmp_path / "odd.pt")
