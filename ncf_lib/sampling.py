@@ -24,7 +24,7 @@ def check_negatives_exist(data: NCFData) -> None:
     counts = np.bincount(data.train_users, minlength=data.n_users)
     if (counts >= data.n_items).any():
         raise DataError(
-            f"user {int(np.argmax(counts))} has interacted with every item; "
+            f"user {data.user_ids[int(np.argmax(counts))]} has interacted with every item; "
             "no negative can be sampled"
         )
 

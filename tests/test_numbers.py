@@ -609,3 +609,51 @@ def test_weights_that_do_not_fit_are_named_with_the_first_line_of_the_reason(sma
     message = f"{tmp_path / 'odd.pt'}: damaged checkpoint, its weights do not fit ({reason})"
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         load_checkpoint(tmp_path / "odd.pt")
+
+
+def test_fit_records_hr_at_its_own_k(small_data):
+    config = TrainConfig(epochs=1, top_k=5, select_on="last", **QUICK)
+    result = train_model("gmf", small_data, config)
+    for split, eval_set in (("val", small_data.validation), ("test", small_data.test)):
+        at_5, at_10 = (evaluate(result.model.score, eval_set, k)["hr"] for k in (5, 10))
+        assert result.best[f"{split}_hr"] == at_5 != at_10
+
+
+def test_selecting_on_validation_needs_validation_items(small_ratings):
+    data = build_dataset(small_ratings, validation=False)
+    model = build_model("gmf", data.n_users, data.n_items)
+    with pytest.raises(ValueError, match=re.escape(
+        "select_on='validation' needs data built with validation=True")):  # fmt: skip
+        fit(model, data, TrainConfig(epochs=1, **QUICK))
+
+
+def test_the_plain_optimizers_send_sparse_adam_to_the_engine():
+    from ncf_lib.train import make_optimizer
+
+    message = "optimizer 'sparse-adam' trains with fit(..., engine=ncf_lib.scale.engine(config))"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_optimizer(torch.nn.Linear(2, 1), TrainConfig(optimizer="sparse-adam"))
+
+
+def test_negatives_are_uniform_over_the_items_left_item_0_too():
+    """User 1 trains on items 3..9 of 1..10 (10 is held out): its negatives are items 1, 2 and
+    10, a third each, redraws included (14,000 draws: a share's standard error is 0.004)."""
+    from ncf_lib.sampling import sample_negatives
+
+    rows = [(1, i, 4, i) for i in range(3, 11)] + [(u, i, 4, i) for u in (2, 3) for i in (1, 2)]
+    data = build_dataset(_rows(rows), num_ng_test=1, validation=False)
+    negatives = sample_negatives(data, 2000, np.random.default_rng(0))
+    mine = negatives[np.repeat(data.train_users, 2000) == data.user_index("1")]
+    shares = np.bincount(mine, minlength=data.n_items) / mine.size
+    assert np.allclose(shares[[0, 1, 9]], 1 / 3, atol=0.03) and shares[2:9].sum() == 0
+
+
+def test_a_user_who_trained_on_every_item_is_named_by_original_id():
+    from ncf_lib.sampling import sample_negatives
+
+    rows = [(7, 1, 4, 1), (7, 3, 4, 2), (8, 1, 4, 1), (8, 4, 4, 2)]
+    rows += [(9, i, 4, i) for i in (1, 2, 3)]  # user 9 trains on items 1 and 2
+    data = build_dataset(_rows(rows), num_ng_test=1, validation=False)
+    data = replace(data, n_items=2)  # a catalogue of those two items only
+    with pytest.raises(ValueError, match="^user 9 has interacted with every item"):
+        sample_negatives(data, 1, np.random.default_rng(0))
