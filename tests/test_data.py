@@ -602,13 +602,15 @@ def test_titles_follow_the_items_across_id_kinds():
 
 
 def test_a_user_who_trained_on_every_item_has_no_negatives(small_data):
-    # a split of one's own may train a user on every item (leave-one-out never does)
-    users = np.concatenate([np.zeros(small_data.n_items, dtype=np.int64), small_data.train_users])
+    # a split of one's own may train a user on every item (leave-one-out never does); the
+    # message names that user's original id
+    users = np.concatenate([np.full(small_data.n_items, 5), small_data.train_users])
     items = np.concatenate([np.arange(small_data.n_items), small_data.train_items])
     keys = np.unique(users * small_data.n_items + items)
     users, items = np.divmod(keys, small_data.n_items)
     data = replace(small_data, train_users=users, train_items=items, train_keys=keys)
-    with pytest.raises(ValueError, match="user 0 has interacted with every item; no negative"):
+    name = small_data.user_ids[5]
+    with pytest.raises(ValueError, match=f"^user {name} has interacted with every item; no neg"):
         sample_negatives(data, 1, np.random.default_rng(0))
 
 
