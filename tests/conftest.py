@@ -30,6 +30,7 @@ def small_data(small_ratings):
 def ml100k_dir() -> Path:
     if not (ML100K / "u.data").is_file():
         pytest.skip(
-            f"real MovieLens-100K not found at {ML100K} (only CI and team machines have it)"
+            f"real MovieLens-100K not found at {ML100K} (GroupLens' files are not "
+            "redistributed; extract ml-100k.zip there to run this test)"
         )
     return ML100K
