@@ -53,9 +53,9 @@ test: lint
 
 # Mutation testing of the core (configured in pyproject.toml, [tool.mutmut]): not part of
 # `make test` (about an hour on 2 cores for its 1,705 mutants). Prints the surviving mutants;
-# `mutmut show NAME` shows one. One thread per test process: mutmut forks each mutant's tests from a process that
-# has loaded PyTorch, and its timeouts count CPU seconds of every thread; with PyTorch's thread
-# pool, mutants time out that a test would kill.
+# `mutmut show NAME` shows one. One thread per test process: mutmut forks each mutant's tests
+# from a process that has loaded PyTorch, and its timeouts count CPU seconds of every thread;
+# with PyTorch's thread pool, mutants time out that a test would kill.
 mutation: $(STAMP)
 	rm -rf mutants
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2
