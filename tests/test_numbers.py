@@ -467,10 +467,12 @@ def test_the_device_is_the_machines():
 def test_another_datas_checkpoint_is_refused_naming_both_values(small_ratings, tmp_path):
     from ncf_lib.checkpoints import check_same_data
 
-    trained, other = (build_dataset(small_ratings, seed=s) for s in (7, 8))
+    # validation items or not: another training set and another split
+    trained, other = (build_dataset(small_ratings, validation=v) for v in (True, False))
+    a, b = trained.fingerprint, other.fingerprint
     message = (
-        f"{tmp_path / 'm.pt'} was trained on other data (split {trained.fingerprint['split']}) "
-        f"than this one (split {other.fingerprint['split']}); use the dataset and split "
+        f"{tmp_path / 'm.pt'} was trained on other data (train {a['train']}, split {a['split']}) "
+        f"than this one (train {b['train']}, split {b['split']}); use the dataset and split "
         "settings it was trained with"
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
@@ -622,8 +624,8 @@ def test_fit_records_hr_at_its_own_k(small_data):
 def test_selecting_on_validation_needs_validation_items(small_ratings):
     data = build_dataset(small_ratings, validation=False)
     model = build_model("gmf", data.n_users, data.n_items)
-    with pytest.raises(ValueError, match=re.escape(
-        "select_on='validation' needs data built with validation=True")):  # fmt: skip
+    message = "select_on='validation' needs data built with validation=True"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         fit(model, data, TrainConfig(epochs=1, **QUICK))
 
 
