@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jupyter_server_mathjax
 
-from ncf_lib.ratings import dataset_label
+from ncf_lib.study.report import dataset_label
 from ncf_lib.tutorial import settings
 
 project = "ncf-tutorial"
