@@ -146,8 +146,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_writable(args.log_dir, "--log-dir")
     dataset = args.dataset or (resumed.dataset if resumed else "ml-1m")
     if not (resumed or args.overwrite):
-        stages = [n for n in ("gmf", "mlp") if n not in parts] + ["neumf-pretrained"]
-        refuse_unfinished(args.out, dataset, stages if args.pretrain else [name])
+        pretraining = [n for n in ("gmf", "mlp") if n not in parts] + ["neumf-pretrained"]
+        refuse_unfinished(args.out, dataset, pretraining if args.pretrain else [name])
     clock = time.perf_counter()
     data = build_dataset(
         _ratings(dataset, args.data_dir), num_ng_test=num_ng_test, seed=config.seed,

@@ -109,9 +109,9 @@ class Stages:
                 f"interrupted in the first epoch of {self.stage}; nothing was saved "
                 f"({self.checkpoint} was not written by this run)"
             )
-        done = "before a new epoch finished" if self.last is None else (
-            f"after epoch {self.last['epoch']}"
-        )  # fmt: skip
+        done = "before a new epoch finished"
+        if self.last is not None:
+            done = f"after epoch {self.last['epoch']}"
         return (
             f"interrupted {done} of {self.stage}: {self.checkpoint} "
             "holds the best epoch so far and can be resumed with "
