@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import torch
 
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import CheckpointError, ConfigError, MissingFileError
-from ncf_lib.files import atomic_write, exclusive_lock
+from ncf_lib.files import atomic_write
 from ncf_lib.models import MODELS, ModelConfig, Recommender, config_dict, model_name
 
 #: Version of the file layout; 2: NeuMF holds its four embedding tables itself; 3: ids of
@@ -199,24 +197,6 @@ def check_same_data(path: str | Path, trained_on: dict, data: NCFData) -> None:
             f"{path} was trained on other data ({show(trained_on)}) than this one "
             f"({show(here)}); use the dataset and split settings it was trained with"
         )
-
-
-@contextmanager
-def writing(path: str | Path) -> Iterator[None]:
-    """Hold ``path``'s lock (a hidden file beside it) while this process writes it.
-
-    Raises:
-        ConfigError: another run holds it.
-    """
-    path = Path(path)
-    try:
-        with exclusive_lock(path.with_name(f".{path.name}.lock"), wait=False):
-            yield
-    except BlockingIOError:
-        raise ConfigError(
-            f"{path} is being written by another training run; wait for it to finish, or "
-            "give this run another --out folder"
-        ) from None
 
 
 @dataclass

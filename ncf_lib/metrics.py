@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ncf_lib.dataset import EvalSet, NCFData
@@ -206,25 +205,3 @@ def _known_mask(data: NCFData, users: np.ndarray, exclude: EvalSet | None) -> np
         has = exclude.users[where] == users
         mask[np.flatnonzero(has), exclude.items[where[has]]] = True
     return mask
-
-
-def per_user_ranks(scorer: Scorer, data: NCFData) -> pd.DataFrame:
-    """One row per held-out item: ``user_id, split, item_id, rank, full_rank`` (original
-    ids; 0-based ranks among the sampled candidates and among every item the user did not
-    train on, as :func:`evaluate` and :func:`full_ranking_metrics` count them)."""
-    frames = []
-    for split, eval_set in (("validation", data.validation), ("test", data.test)):
-        if eval_set is not None:
-            exclude = data.validation if split == "test" else None
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "user_id": data.user_ids[eval_set.users],
-                        "split": split,
-                        "item_id": data.item_ids[eval_set.items],
-                        "rank": sampled_ranks(scorer, eval_set).numpy(),
-                        "full_rank": full_ranks(scorer, data, eval_set, exclude=exclude).numpy(),
-                    }
-                )
-            )
-    return pd.concat(frames, ignore_index=True)

@@ -314,7 +314,7 @@ def test_a_checkpoint_keeps_ids_settings_and_weights(small_ratings, tmp_path, na
 
 
 def test_per_user_ranks_are_the_ranks_the_metrics_count(wide):
-    from ncf_lib.metrics import per_user_ranks
+    from ncf_lib.study.baselines import per_user_ranks
 
     table, score = _table_scorer(wide.n_users, wide.n_items, seed=2)
     rows = per_user_ranks(score, wide)

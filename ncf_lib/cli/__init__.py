@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from contextlib import ExitStack, nullcontext, redirect_stdout
+from contextlib import nullcontext, redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,22 +29,24 @@ from ncf_lib.cli.flags import (
     add,
     add_config_flags,
     check_train_flags,
+    output_file,
     run_settings,
 )
-from ncf_lib.cli.runs import Stages, output_file, refuse_unfinished, slug
 from ncf_lib.dataset import build_dataset
 from ncf_lib.errors import CheckpointError, Interrupted, UserError
 from ncf_lib.files import atomic_write, check_writable
-from ncf_lib.metrics import evaluate, per_user_ranks
-from ncf_lib.models import MODELS, ModelConfig, model_name
-from ncf_lib.pretraining import FINETUNE, pretrain_neumf
+from ncf_lib.metrics import evaluate
+from ncf_lib.models import MODELS, ModelConfig
+from ncf_lib.pretraining import FINETUNE
 from ncf_lib.ratings import find_ratings_file, load_ratings
+from ncf_lib.runs.stages import refuse_unfinished, slug
+from ncf_lib.runs.train import Pretraining, train_run
 from ncf_lib.scale.candidates import large_catalogue_candidates
 from ncf_lib.scale.distributed import from_environment
 from ncf_lib.scale.parse_cache import read_ratings_cached
-from ncf_lib.study.baselines import PopularityScorer, against_references
+from ncf_lib.study.baselines import PopularityScorer, against_references, per_user_ranks
 from ncf_lib.study.runner import reproduce
-from ncf_lib.train import TrainConfig, resolve_device, train_model
+from ncf_lib.train import TrainConfig, resolve_device
 from ncf_lib.use.export import export_embeddings
 from ncf_lib.use.foldin import FoldInConfig, fold_in
 from ncf_lib.use.recommend import recommend, recommendation_table
@@ -130,7 +132,7 @@ def _print_epoch(row: dict, k: int) -> None:
     )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace) -> None:
     check_train_flags(args)
     resumed = load_checkpoint(args.resume) if args.resume else None
     if resumed is not None and resumed.training is None:
@@ -139,7 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = replace(config, progress=not args.no_progress)
     sampler = args.sampler or (resumed.training["sampler"]["kind"] if resumed else "auto")
     engine = scale.engine(config, hand_gradients=args.engine == "hand", sampler=sampler)
-    parts = {n: load_checkpoint(p) for n, p in (("gmf", args.gmf), ("mlp", args.mlp)) if p}
+    parts = {n: (p, load_checkpoint(p)) for n, p in (("gmf", args.gmf), ("mlp", args.mlp)) if p}
     resolve_device(config.device)
     check_writable(Path(args.resume).parent if args.resume else args.out, "--out")
     if not args.no_log:
@@ -153,13 +155,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         _ratings(dataset, args.data_dir), num_ng_test=num_ng_test, seed=config.seed,
         validation=config.select_on == "validation", draw=DRAW,
     )  # fmt: skip
-    for part, ckpt in [*parts.items(), *([("resume", resumed)] if resumed else [])]:
-        check_same_data(getattr(args, part), ckpt.fingerprint, data)
-        if part != "resume" and model_name(ckpt.model) != part:
-            raise CheckpointError(
-                f"--{part} {getattr(args, part)} holds a "
-                f"{type(ckpt.model).__name__}, not a {part.upper()}"
-            )
     print(
         f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items, "
         f"{data.n_train:,} training positives, {data.test.users.size:,} test users x "
@@ -168,41 +163,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     k = config.top_k
     pop = evaluate(PopularityScorer.fit(data), data.test, k)
     print(f"reference: popularity test HR@{k} {pop['hr']:.3f} NDCG@{k} {pop['ndcg']:.3f}")
-    with ExitStack() as locks:
-        stages = Stages(
-            data.name, locks, out=args.out, resume=args.resume,
-            log_dir=None if args.no_log else args.log_dir,
-            main=(ranks := from_environment()) is None or ranks.main,
-        )  # fmt: skip
-
-        def on_epoch(row: dict) -> None:
-            stages.last = row
-            _print_epoch(row, k)
-
-        try:
-            if args.pretrain:
-                for part in parts:
-                    print(f"== {part}: loaded from {getattr(args, part)} ==")
-                result = pretrain_neumf(
-                    data, config, model_config, alpha=args.alpha,
-                    gmf=parts["gmf"].model if "gmf" in parts else None,
-                    mlp=parts["mlp"].model if "mlp" in parts else None,
-                    finetune={"lr": args.finetune_lr, "optimizer": args.finetune_optimizer},
-                    stage_config=stages.configure, on_epoch=on_epoch, engine=engine,
-                ).neumf  # fmt: skip
-            else:
-                stage = stages.configure(name, config)
-                if resumed is not None:
-                    print(f"resuming after epoch {resumed.training['epoch']} from {args.resume}")
-                    for row in resumed.training["history"]:
-                        _print_epoch(row, k)
-                result = train_model(
-                    name, data, stage, model_config, on_epoch=on_epoch, resume=resumed,
-                    engine=engine,
-                )  # fmt: skip
-        except KeyboardInterrupt:
-            print(stages.interrupted(), file=sys.stderr, flush=True)
-            return 130
+    finetune = {"lr": args.finetune_lr, "optimizer": args.finetune_optimizer}
+    result = train_run(
+        data, name, config, model_config, out=args.out,
+        log_dir=None if args.no_log else args.log_dir,
+        resume=(args.resume, resumed) if resumed else None,
+        pretraining=Pretraining(args.alpha, finetune, parts) if args.pretrain else None,
+        engine=engine, main=(ranks := from_environment()) is None or ranks.main,
+        on_epoch=lambda row: _print_epoch(row, k), say=lambda line: print(line, flush=True),
+    )  # fmt: skip
     best = result.best
     print(f"done in {time.perf_counter() - clock:.1f} s; best epoch chosen on {config.select_on}")
     print(f"checkpoint: {result.checkpoint}")
@@ -218,7 +187,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"Best epoch {result.best_epoch:03d}: HR = {best['test_hr']:.3f}, "
         f"NDCG = {best['test_ndcg']:.3f}"
     )
-    return 0
 
 
 def _checkpoint_and_data(args: argparse.Namespace, ckpt=None):
@@ -394,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _terminate(signum, frame) -> None:
-    raise Interrupted(f"signal {signum}")
+    raise Interrupted()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # an interrupted train says what it kept
+        print(str(err) or "interrupted", file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -1,18 +1,22 @@
-"""The command line's flags: one per field of the settings' dataclasses, and the settings
-of a run (new, or resumed from its checkpoint with the flags checked against it)."""
+"""The command line's flags: one per field of the settings' dataclasses; the checks of
+flags that go together and of output files, before the work."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import re
-from dataclasses import MISSING, asdict, fields, replace
+from dataclasses import MISSING, fields
+from pathlib import Path
 
 import numpy as np
 
 from ncf_lib.checkpoints import Checkpoint
 from ncf_lib.errors import ConfigError
-from ncf_lib.models import ModelConfig, model_name
+from ncf_lib.files import check_writable
+from ncf_lib.models import ModelConfig
+from ncf_lib.runs.train import resumed_settings, shown
 from ncf_lib.train import TrainConfig
 
 #: ``TrainConfig`` fields set through the command line's own flags (--out, --log-dir,
@@ -29,11 +33,6 @@ class UsageError(ConfigError):
 def flag(name: str) -> str:
     """``batch_size -> --batch-size``."""
     return "--" + name.replace("_", "-")
-
-
-def shown(value) -> str:
-    """A value as it is written on the command line (a list: space-separated)."""
-    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def add(parser, name: str, kind=str, default=None, text: str = "", **extra) -> None:
@@ -95,36 +94,18 @@ def _given(args: argparse.Namespace, cls: type) -> dict:
 
 
 def run_settings(args: argparse.Namespace, resumed: Checkpoint | None):
-    """``(TrainConfig, ModelConfig, model name, num_ng_test)`` of this run: the flags given
-    over the defaults, or with ``--resume`` the saved run's, where a flag that differs from
-    the saved value is an error naming both (except :data:`MAY_CHANGE`)."""
+    """``(TrainConfig, ModelConfig, model name, num_ng_test)``: the flags given over the
+    defaults, or with ``--resume`` the saved run's (checked against the flags)."""
     train, model = _given(args, TrainConfig), _given(args, ModelConfig)
-    if resumed is None:
-        return (
-            TrainConfig(**train),
-            ModelConfig(**model),
-            args.model or "neumf",
-            99 if args.num_ng_test is None else args.num_ng_test,
-        )
-    names = {f.name for f in fields(TrainConfig)}
-    saved = TrainConfig(**{k: v for k, v in resumed.train_config.items() if k in names})
-    saved_model = resumed.model.config
-    before = {
-        **asdict(saved),
-        **asdict(saved_model),
-        "model": model_name(resumed.model),
-        "num_ng_test": resumed.data["num_ng_test"],
-    }
-    now = {**train, **model, "model": args.model, "num_ng_test": args.num_ng_test}
-    for key, value in now.items():
-        same = value is None or np.array_equal(np.asarray(value), np.asarray(before[key]))
-        if not same and key not in MAY_CHANGE:
-            raise UsageError(
-                f"{flag(key)} {shown(value)} conflicts with the resumed run ({args.resume}), "
-                f"trained with {key} {shown(before[key])}; drop the flag, or train a new run"
-            )
-    config = replace(saved, **{k: train[k] for k in MAY_CHANGE if k in train})
-    return config, saved_model, before["model"], before["num_ng_test"]
+    if resumed is not None:
+        given = {**train, **model, "model": args.model, "num_ng_test": args.num_ng_test}
+        return resumed_settings(args.resume, resumed, given)
+    return (
+        TrainConfig(**train),
+        ModelConfig(**model),
+        args.model or "neumf",
+        99 if args.num_ng_test is None else args.num_ng_test,
+    )
 
 
 def check_train_flags(args: argparse.Namespace) -> None:
@@ -139,3 +120,15 @@ def check_train_flags(args: argparse.Namespace) -> None:
         raise UsageError(f"--alpha weighs GMF against MLP and must be in [0, 1], got {args.alpha}")
     if not (np.isfinite(args.finetune_lr) and args.finetune_lr > 0):
         raise UsageError(f"--finetune-lr must be a finite number above 0, got {args.finetune_lr}")
+
+
+def output_file(flag: str, text: str, inputs: list[str]) -> Path:
+    """A file a command may write: not a folder, not one of its inputs, in a folder it can
+    write to."""
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise UsageError(f"{flag} {text} is a folder; give a file name, e.g. {path / 'out.csv'}")
+    if any(Path(i).exists() and path.resolve() == Path(i).resolve() for i in inputs):
+        raise UsageError(f"{flag} {text} is an input of this command; give another file name")
+    check_writable(path.parent, flag)
+    return path

@@ -14,7 +14,7 @@ import torch
 
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError, DataError
-from ncf_lib.metrics import Scorer, evaluate, full_ranking_metrics
+from ncf_lib.metrics import Scorer, evaluate, full_ranking_metrics, full_ranks, sampled_ranks
 from ncf_lib.models import ModelConfig
 from ncf_lib.train import FitResult, TrainConfig, train_model
 
@@ -306,3 +306,26 @@ def tune_mf(
     fits = {l2: train_model("mf", data, replace(config, l2=l2), model_config) for l2 in grid}
     best = max(grid, key=lambda l2: fits[l2].best["val_hr"])
     return best, fits[best]
+
+
+def per_user_ranks(scorer: Scorer, data: NCFData) -> pd.DataFrame:
+    """One row per held-out item: ``user_id, split, item_id, rank, full_rank`` (original
+    ids; 0-based ranks among the sampled candidates and among every item the user did not
+    train on, as :func:`~ncf_lib.metrics.evaluate` and
+    :func:`~ncf_lib.metrics.full_ranking_metrics` count them)."""
+    frames = []
+    for split, eval_set in (("validation", data.validation), ("test", data.test)):
+        if eval_set is not None:
+            exclude = data.validation if split == "test" else None
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "user_id": data.user_ids[eval_set.users],
+                        "split": split,
+                        "item_id": data.item_ids[eval_set.items],
+                        "rank": sampled_ranks(scorer, eval_set).numpy(),
+                        "full_rank": full_ranks(scorer, data, eval_set, exclude=exclude).numpy(),
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)

@@ -1,7 +1,6 @@
-"""The files of a ``train`` command: per stage a checkpoint (locked while this run writes
-it) and a TensorBoard folder of its own; an unfinished run is never replaced unasked; an
-interruption says what was kept and how to go on. Also the output files of other commands,
-checked before the work."""
+"""A run's files: per stage a checkpoint (locked while this run writes it) and a TensorBoard
+folder of its own; an unfinished run is never replaced unasked; an interruption says what
+was kept and how to go on."""
 
 from __future__ import annotations
 
@@ -9,13 +8,14 @@ import os
 import re
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from ncf_lib.checkpoints import load_checkpoint, writing
-from ncf_lib.cli.flags import UsageError
-from ncf_lib.files import check_writable, current_umask
+from ncf_lib.checkpoints import load_checkpoint
+from ncf_lib.errors import ConfigError
+from ncf_lib.files import current_umask, exclusive_lock
 from ncf_lib.train import TrainConfig
 
 
@@ -25,6 +25,24 @@ def slug(text: str) -> str:
     path = Path(text)
     name = f"{path.parent.name}-{path.name}" if path.is_file() and path.parent.name else path.name
     return re.sub(r"[^A-Za-z0-9.-]+", "_", name or text).strip("_") or "data"
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Hold ``path``'s lock (a hidden file beside it) while this process writes it.
+
+    Raises:
+        ConfigError: another run holds it.
+    """
+    path = Path(path)
+    try:
+        with exclusive_lock(path.with_name(f".{path.name}.lock"), wait=False):
+            yield
+    except BlockingIOError:
+        raise ConfigError(
+            f"{path} is being written by another training run; wait for it to finish, or "
+            "give this run another --out folder"
+        ) from None
 
 
 def unfinished(path: Path) -> str | None:
@@ -43,22 +61,10 @@ def refuse_unfinished(out: str, dataset: str, stages: list[str]) -> None:
     for stage in stages:
         path = Path(out) / f"{slug(dataset)}-{stage}.pt"
         if done := unfinished(path):
-            raise UsageError(
+            raise ConfigError(
                 f"{path} holds an unfinished run ({done}): continue it with --resume {path}, "
                 "or start again with --overwrite"
             )
-
-
-def output_file(flag: str, text: str, inputs: list[str]) -> Path:
-    """A file a command may write: not a folder, not one of its inputs, in a folder it can
-    write to."""
-    path = Path(text)
-    if text.endswith(("/", os.sep)) or path.is_dir():
-        raise UsageError(f"{flag} {text} is a folder; give a file name, e.g. {path / 'out.csv'}")
-    if any(Path(i).exists() and path.resolve() == Path(i).resolve() for i in inputs):
-        raise UsageError(f"{flag} {text} is an input of this command; give another file name")
-    check_writable(path.parent, flag)
-    return path
 
 
 class Stages:
@@ -69,19 +75,20 @@ class Stages:
         out: checkpoint folder; ``resume``: the checkpoint a resumed run writes again.
         log_dir: TensorBoard folder (``None``: no logs).
         main: this process writes (under ``torchrun``: rank 0 only).
+        say: where each stage is announced.
     """
 
     def __init__(
         self, data_name: str, locks: ExitStack, *, out: str, resume: str | None,
-        log_dir: str | None, main: bool = True,
+        log_dir: str | None, main: bool = True, say: Callable[[str], None] = print,
     ) -> None:  # fmt: skip
-        self.data_name, self.locks, self.main = data_name, locks, main
+        self.data_name, self.locks, self.main, self.say = data_name, locks, main, say
         self.out, self.resume, self.log_dir = out, resume, log_dir
         self.checkpoint: Path | None = None
         self.stage, self.last = "", None
 
     def configure(self, name: str, config: TrainConfig) -> TrainConfig:
-        """``(stage, config) -> config`` with the stage's files, announced on stdout."""
+        """``(stage, config) -> config`` with the stage's files, announced."""
         tag = f"{slug(self.data_name)}-{name}"
         checkpoint = Path(self.resume or Path(self.out) / f"{tag}.pt")
         log_dir = None
@@ -92,11 +99,10 @@ class Stages:
                 log_dir = tempfile.mkdtemp(prefix=f"{tag}-{stamp}-", dir=self.log_dir)
                 os.chmod(log_dir, 0o777 & ~current_umask())
         self.checkpoint, self.stage, self.last = checkpoint, name, None
-        print(
+        self.say(
             f"== {name}: {config.epochs} epochs, {config.optimizer} lr {config.lr}, "
             f"batch {config.batch_size}, {config.num_ng} negatives per positive, "
-            f"selecting on {config.select_on} ==",
-            flush=True,
+            f"selecting on {config.select_on} =="
         )
         return replace(config, checkpoint=str(checkpoint), log_dir=log_dir)
 

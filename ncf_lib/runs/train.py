@@ -1,0 +1,138 @@
+"""A training run as ``python -m ncf_lib train`` runs one: the settings of a new or resumed
+run (:func:`resumed_settings`), and its stages, one model or the three of NeuMF with
+pre-training, each writing its own checkpoint and logs (:func:`train_run`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
+
+from ncf_lib.checkpoints import Checkpoint, check_same_data
+from ncf_lib.dataset import NCFData
+from ncf_lib.errors import CheckpointError, ConfigError, Interrupted
+from ncf_lib.models import ModelConfig, model_name
+from ncf_lib.pretraining import FINETUNE, pretrain_neumf
+from ncf_lib.runs.stages import Stages
+from ncf_lib.train import Engine, FitResult, TrainConfig, train_model
+
+#: Settings a resumed run may change: ``epochs`` extends it; the device is the machine's.
+MAY_CHANGE = ("epochs", "device")
+
+
+def shown(value) -> str:
+    """A value as it is written on the command line (a list: space-separated)."""
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def resumed_settings(path: str, resumed: Checkpoint, given: dict):
+    """``(TrainConfig, ModelConfig, model name, num_ng_test)`` of the run saved in ``path``.
+
+    ``given``: settings asked for now (fields of both configs, ``model``, ``num_ng_test``;
+    ``None``: not given). One that differs from the saved value is an error naming both,
+    except :data:`MAY_CHANGE`.
+    """
+    names = {f.name for f in fields(TrainConfig)}
+    saved = TrainConfig(**{k: v for k, v in resumed.train_config.items() if k in names})
+    before = {
+        **asdict(saved),
+        **asdict(resumed.model.config),
+        "model": model_name(resumed.model),
+        "num_ng_test": resumed.data["num_ng_test"],
+    }
+    for key, value in given.items():
+        same = value is None or np.array_equal(np.asarray(value), np.asarray(before[key]))
+        if not same and key not in MAY_CHANGE:
+            raise ConfigError(
+                f"--{key.replace('_', '-')} {shown(value)} conflicts with the resumed run "
+                f"({path}), trained with {key} {shown(before[key])}; drop the flag, or train "
+                "a new run"
+            )
+    config = replace(saved, **{k: given[k] for k in MAY_CHANGE if given.get(k) is not None})
+    return config, resumed.model.config, before["model"], before["num_ng_test"]
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """NeuMF with pre-training (:func:`~ncf_lib.pretraining.pretrain_neumf`).
+
+    Attributes:
+        alpha: weight of GMF in the pre-trained NeuMF.
+        finetune: the fine-tuning's ``lr`` and ``optimizer``.
+        parts: ``{"gmf" | "mlp": (path, checkpoint)}``: parts trained already.
+    """
+
+    alpha: float = 0.5
+    finetune: dict = field(default_factory=lambda: dict(FINETUNE))
+    parts: dict[str, tuple[str, Checkpoint]] = field(default_factory=dict)
+
+
+def train_run(
+    data: NCFData,
+    name: str,
+    config: TrainConfig,
+    model_config: ModelConfig = ModelConfig(),
+    *,
+    out: str = "checkpoints",
+    log_dir: str | None = None,
+    resume: tuple[str, Checkpoint] | None = None,
+    pretraining: Pretraining | None = None,
+    engine: Engine = Engine(),
+    main: bool = True,
+    on_epoch: Callable[[dict], None] = lambda row: None,
+    say: Callable[[str], None] = print,
+) -> FitResult:
+    """Train model ``name`` on ``data`` (with ``pretraining``: GMF, MLP, then NeuMF), each
+    stage writing its checkpoint in ``out`` and its logs in a new folder in ``log_dir``.
+
+    Args:
+        resume: ``(path, checkpoint)`` of an interrupted run on ``data``: it continues, and
+            writes that checkpoint again.
+        main: this process writes (under ``torchrun``: rank 0 only).
+        on_epoch: called with each history row (a resumed run's saved rows first).
+        say: where stages are announced.
+
+    Raises:
+        CheckpointError: a checkpoint trained on other data, or a part of another model.
+        Interrupted: Ctrl-C or SIGTERM; the message says what was kept and how to go on.
+    """
+    parts = {} if pretraining is None else pretraining.parts
+    for part, (path, ckpt) in [*parts.items(), *([("resume", resume)] if resume else [])]:
+        check_same_data(path, ckpt.fingerprint, data)
+        if part != "resume" and model_name(ckpt.model) != part:
+            raise CheckpointError(
+                f"--{part} {path} holds a {type(ckpt.model).__name__}, not a {part.upper()}"
+            )
+    with ExitStack() as locks:
+        stages = Stages(
+            data.name, locks, out=out, resume=resume[0] if resume else None, log_dir=log_dir,
+            main=main, say=say,
+        )  # fmt: skip
+
+        def each(row: dict) -> None:
+            stages.last = row
+            on_epoch(row)
+
+        try:
+            if pretraining is not None:
+                for part, (path, _) in parts.items():
+                    say(f"== {part}: loaded from {path} ==")
+                trained = {part: ckpt.model for part, (_, ckpt) in parts.items()}
+                return pretrain_neumf(
+                    data, config, model_config, alpha=pretraining.alpha,
+                    finetune=pretraining.finetune, **trained, stage_config=stages.configure,
+                    on_epoch=each, engine=engine,
+                ).neumf  # fmt: skip
+            stage = stages.configure(name, config)
+            if resume is not None:
+                say(f"resuming after epoch {resume[1].training['epoch']} from {resume[0]}")
+                for row in resume[1].training["history"]:
+                    on_epoch(row)
+            return train_model(
+                name, data, stage, model_config, on_epoch=each,
+                resume=resume[1] if resume else None, engine=engine,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            raise Interrupted(stages.interrupted()) from None
