@@ -1,13 +1,9 @@
-"""Checkpoints: a model's weights with what is needed to rebuild and use it.
+"""Checkpoints: a model's weights with what rebuilds and uses it, and the state of an
+unfinished :func:`ncf_lib.train.fit` (:class:`TrainingState`), so that an interrupted run
+resumes and ends with the numbers of one that was not.
 
-Also the state of an unfinished :func:`ncf_lib.train.fit` (:class:`TrainingState`, with the
-last epoch's weights, the optimiser's and the random generators' states), so that an
-interrupted run resumes where it stopped and ends with the numbers of one that was not.
-
-Not a pickled module (``torch.save(model)`` is refused by ``torch.load`` by default since
-PyTorch 2.6 and breaks when the class moves): only tensors and plain values, loadable with
-``weights_only=True``. Written to a temporary file and renamed, so a checkpoint on disk is
-always complete.
+Tensors and plain values only, loadable with ``weights_only=True`` (a pickled module is
+refused by ``torch.load`` by default and breaks when its class moves); written atomically.
 """
 
 from __future__ import annotations
@@ -26,9 +22,7 @@ from ncf_lib.errors import CheckpointError, ConfigError, MissingFileError
 from ncf_lib.files import atomic_write
 from ncf_lib.models import MODELS, ModelConfig, Recommender, config_dict, model_name
 
-#: Version of the file layout; 2: NeuMF holds its four embedding tables itself; 3: ids of
-#: any kind, the data's fingerprint, and the state to resume training; 4: that state as
-#: :class:`TrainingState` with the sampler's kind.
+#: Version of the file layout (4: the resume state as :class:`TrainingState`).
 FORMAT = 4
 
 
@@ -65,13 +59,8 @@ def save_checkpoint(
     training: dict | None = None,
     weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Save ``state_dict``, the model's and training's settings, the id maps and the data's
-    :attr:`~ncf_lib.dataset.NCFData.fingerprint`, atomically.
-
-    ``training`` is what :func:`ncf_lib.train.fit` needs to resume (see
-    :func:`save_training`); ``None`` for a finished model. ``weights``: a ``state_dict`` to
-    save in place of the model's own.
-    """
+    """Save the weights (``weights``, else the model's), the settings, the id maps and the
+    data's fingerprint, and ``training``: what resuming needs (:func:`save_training`)."""
     weights = {
         k: v.detach().cpu() for k, v in (model.state_dict() if weights is None else weights).items()
     }
@@ -159,18 +148,11 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
         config = ModelConfig(**{**settings, "layers": tuple(settings["layers"])})
         model = MODELS[name](payload["n_users"], payload["n_items"], config)
         model.load_state_dict(payload["state_dict"])
+        saved = ("dataset", "data", "epoch", "metrics", "fingerprint", "training")
         checkpoint = Checkpoint(
-            model,
-            _ids_in(payload["user_ids"]),
-            _ids_in(payload["item_ids"]),
-            payload["dataset"],
-            payload["data"],
-            json.loads(payload["train_config"]),
-            payload["epoch"],
-            payload["metrics"],
-            payload["fingerprint"],
-            payload["training"],
-        )
+            model, *(_ids_in(payload[k]) for k in ("user_ids", "item_ids")),
+            train_config=json.loads(payload["train_config"]), **{k: payload[k] for k in saved},
+        )  # fmt: skip
     except KeyError as err:
         raise CheckpointError(f"{path}: damaged checkpoint, it has no {err}") from None
     except (RuntimeError, TypeError, ValueError) as err:  # shapes or settings that do not fit
@@ -183,12 +165,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
 
 
 def check_same_data(path: str | Path, trained_on: dict, data: NCFData) -> None:
-    """Refuse a checkpoint trained on other data than ``data`` (another file, other ids,
-    another split), naming both.
-
-    Raises:
-        CheckpointError: the fingerprints differ.
-    """
+    """:class:`CheckpointError` naming both when ``trained_on`` is another fingerprint than
+    ``data``'s (another file, other ids, another split)."""
     here = data.fingerprint
     if trained_on != here:
         differ = [key for key in here if trained_on.get(key) != here[key]]
@@ -235,9 +213,8 @@ def save_training(
     optimizer,
     sampler,
 ) -> Path:
-    """Checkpoint the selected weights so far, with what resuming after the last epoch of
-    ``state`` needs: the model's current weights, the optimiser's state, torch's and the
-    sampler's generator states."""
+    """Checkpoint the selected weights so far, and what resuming after ``state``'s last epoch
+    needs: the current weights, the optimiser's state, torch's and the sampler's states."""
     training = {
         **{k: v for k, v in asdict(state).items() if k != "best_weights"},
         "epoch": state.next_epoch - 1,  # the last finished epoch
@@ -262,12 +239,7 @@ def restore_training(
     checkpoint: Checkpoint, model: Recommender, optimizer, sampler
 ) -> TrainingState:
     """Put ``model``, ``optimizer``, torch's generator and ``sampler`` back where
-    :func:`save_training` left them; returns the state to continue from.
-
-    Raises:
-        CheckpointError: the checkpoint holds no training state.
-        ConfigError: its negatives came from another kind of sampler.
-    """
+    :func:`save_training` left them; return the state to continue from."""
     saved = checkpoint.training
     if saved is None:
         raise CheckpointError("this checkpoint holds no training state to resume from")

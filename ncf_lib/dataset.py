@@ -1,12 +1,6 @@
-"""The leave-one-out split: contiguous ids, training positives, held-out items, candidates.
-
-::
-
-    build_dataset(ratings, num_ng_test=99) -> NCFData (ids, split, evaluation candidates)
-
-Every rating counts as a positive interaction (implicit feedback, as in the paper). All
-randomness goes through a ``numpy.random.Generator`` seeded by ``build_dataset``'s seed.
-"""
+"""The leave-one-out split: contiguous ids, training positives, held-out items, candidates
+(:func:`build_dataset`). Every rating is a positive interaction (implicit feedback, as in
+the paper); the candidates are drawn from ``build_dataset``'s seed."""
 
 from __future__ import annotations
 
@@ -32,8 +26,8 @@ class EvalSet:
 
     Attributes:
         users: ``(n,)`` contiguous user ids.
-        candidates: ``(n, 1 + num_ng_test)`` item ids; column 0 is the held-out item, the
-            rest are items the user never interacted with.
+        candidates: ``(n, 1 + num_ng_test)`` item ids: the held-out item, then items the
+            user never interacted with.
     """
 
     users: np.ndarray
@@ -54,13 +48,12 @@ class NCFData:
         train_users, train_items: ``(n_train,)`` training positives sorted by user then item.
         train_keys: ``(n_train,)`` sorted ``user * n_items + item``, for vectorised
             membership tests (:meth:`is_train_positive`).
-        validation: second-latest interaction of each user with at least 3, or ``None``
-            when the split was made without validation.
-        test: latest interaction of each user with at least 2.
+        validation: second-latest interaction of each user with 3 or more (or ``None``).
+        test: latest interaction of each user with 2 or more.
         user_ids, item_ids: ``(n_users,)`` / ``(n_items,)`` original id of each contiguous id.
         titles: ``(n_items,)`` title of each item, or ``None``.
         name: where the data came from.
-        seed: the seed the candidates were drawn with (to rebuild the same split).
+        seed: the candidates' seed.
     """
 
     n_users: int
@@ -88,7 +81,7 @@ class NCFData:
 
     @cached_property
     def _train_matrix(self) -> np.ndarray | None:
-        """Dense ``(n_users * n_items,)`` bool mask of training positives, when it is small."""
+        """``(n_users * n_items,)`` bool mask of training positives, when it is small."""
         if self.n_users * self.n_items > DENSE_MASK_LIMIT:
             return None
         mask = np.zeros(self.n_users * self.n_items, dtype=bool)
@@ -97,37 +90,26 @@ class NCFData:
 
     @cached_property
     def fingerprint(self) -> dict:
-        """What a model trained on this data depends on (:func:`fingerprint_of`), computed
-        once per object."""
+        """:func:`fingerprint_of` this data, computed once."""
         return fingerprint_of(self)
 
     def is_train_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Boolean mask, same shape as ``users``: is ``(user, item)`` a training positive?
-
-        A dense lookup table when users x items fits in :data:`DENSE_MASK_LIMIT` bytes
-        (MovieLens-1M: 22 MB), else a binary search in :attr:`train_keys`.
-        """
+        """Is ``(user, item)`` a training positive? (a mask shaped as ``users``; a dense table
+        up to :data:`DENSE_MASK_LIMIT` bytes, MovieLens-1M's 22 MB, else a binary search)"""
         keys = users.astype(np.int64) * self.n_items + items
         dense = self._train_matrix
         return dense[keys] if dense is not None else _member(keys, self.train_keys)
 
     def train_pairs_of(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Training positives of ``users`` as ``(row, item)`` index arrays.
-
-        ``row`` indexes ``users`` (not the user id), so ``mask[train_pairs_of(users)] = True``
-        marks a ``(len(users), n_items)`` matrix.
-        """
+        """Training positives of ``users`` as ``(row, item)``, ``row`` indexing ``users``:
+        ``mask[train_pairs_of(users)] = True`` marks a ``(len(users), n_items)`` matrix."""
         lo = np.searchsorted(self.train_users, users)
         hi = np.searchsorted(self.train_users, users + 1)
         return np.repeat(np.arange(users.size), hi - lo), self.train_items[_ranges(lo, hi)]
 
     def user_index(self, user: str | int, what: str = "user") -> int:
-        """The contiguous id of an original user id (as in the ratings file).
-
-        Raises:
-            UnknownIdError: no such user; the message starts with ``what`` (a flag, say)
-                and gives the range of the ids.
-        """
+        """The contiguous id of an original user id; :class:`UnknownIdError` (starting with
+        ``what``, a flag, say, and giving the ids' range) when there is none."""
         where = _position(self.user_ids, user)
         if where is None:
             raise UnknownIdError(
@@ -137,11 +119,7 @@ class NCFData:
         return where
 
     def item_index(self, item: str | int, what: str = "item id") -> int:
-        """The contiguous id of an original item id.
-
-        Raises:
-            UnknownIdError: no such item (the message starts with ``what``).
-        """
+        """The contiguous id of an original item id (:class:`UnknownIdError`: none)."""
         where = _position(self.item_ids, item)
         if where is None:
             raise UnknownIdError(f"{what} {item} is not in {self.name}")
@@ -156,8 +134,7 @@ class NCFData:
 
 
 def _position(ids: np.ndarray, text: str | int) -> int | None:
-    """Where the original id ``text`` is in the sorted ``ids``, or ``None`` (also when it
-    is not an id of the kind ``ids`` holds)."""
+    """Where the original id ``text`` is in the sorted ``ids``, or ``None``."""
     key: str | int = str(text)
     if ids.dtype.kind in "iu":
         try:
@@ -169,12 +146,8 @@ def _position(ids: np.ndarray, text: str | int) -> int | None:
 
 
 def reindex(ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Map original user and item ids to contiguous ``0..n-1`` in increasing id order.
-
-    Returns:
-        ``users (n,)``, ``items (n,)`` contiguous ids as int64, and ``user_ids``,
-        ``item_ids``: the original id of each contiguous id.
-    """
+    """Contiguous ``users (n,)``, ``items (n,)`` (int64, in increasing id order), and
+    ``user_ids``, ``item_ids``: the original id of each contiguous id."""
     user_ids, users = np.unique(ratings["user_id"].to_numpy(), return_inverse=True)
     item_ids, items = np.unique(ratings["item_id"].to_numpy(), return_inverse=True)
     return users.astype(np.int64), items.astype(np.int64), user_ids, item_ids
@@ -185,15 +158,12 @@ def leave_one_out(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hold out each user's latest interaction for test (and second latest for validation).
 
-    Interactions are ordered by timestamp; ties are broken by position in the file (a later
-    row counts as later), so the split is deterministic. A user needs 2 interactions to be
-    tested (one to train on, one to test) and 3 to also be validated. Users below that keep
-    all their interactions in training and are left out of that evaluation (MovieLens has at
-    least 20 ratings per user, so this never happens there).
+    By timestamp, then by row (a later row is later). A user needs 2 interactions to be
+    tested and 3 to be validated; with fewer all of them train (never in MovieLens).
 
     Returns:
-        Row indices ``train (n_train,)``, ``val (n_val,)``, ``test (n_test,)``, each in user
-        order; ``val`` is empty when ``validation`` is false.
+        Row indices ``train (n_train,)``, ``val (n_val,)`` (empty without ``validation``),
+        ``test (n_test,)``, each in user order.
     """
     n = users.size
     order = np.lexsort((np.arange(n), timestamps, users))
@@ -217,14 +187,12 @@ def sample_candidates(
 ) -> np.ndarray:
     """Draw ``num_ng_test`` distinct items each user never interacted with.
 
-    Exact uniform sampling without replacement: each user's items get uniform random
-    scores, interacted items get +inf, and the ``num_ng_test`` smallest scores win
-    (``argpartition`` over chunks of users, so memory stays bounded). ``users (n,)`` and
-    ``held_out (n,)`` give one row each; ``interacted_keys`` are the sorted
-    ``user * n_items + item`` of all interactions (train, validation and test).
+    Uniform without replacement: each item gets a random score, interacted ones +inf, and
+    the smallest scores win (``argpartition`` over chunks of users). ``interacted_keys``:
+    the sorted ``user * n_items + item`` of every interaction.
 
     Returns:
-        ``(n, 1 + num_ng_test)`` item ids, held-out item first.
+        ``(n, 1 + num_ng_test)`` item ids, ``held_out (n,)`` first.
     """
     out = np.empty((users.size, 1 + num_ng_test), dtype=np.int64)
     out[:, 0] = held_out
@@ -246,7 +214,7 @@ def sample_candidates(
 
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(lo[i], hi[i])`` for all ``i``, without a Python loop."""
+    """``arange(lo[i], hi[i])`` for all ``i``, concatenated without a Python loop."""
     lengths = hi - lo
     return np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
 
@@ -265,18 +233,13 @@ def build_dataset(
 
     Args:
         ratings: from :func:`load_ratings`.
-        num_ng_test: sampled negatives per held-out item (99: the paper ranks 100 items; the
-            original tutorial used 100).
+        num_ng_test: sampled negatives per held-out item (the paper ranks 100 items).
         validation: also hold out each user's second-latest interaction for model selection.
         seed: fixes the candidates.
-        timings: if given, receives the seconds of each stage (``reindex``, ``split``,
-            ``candidates``).
-        split: the split, called as :func:`leave_one_out` is (returning train, validation
-            and test row indices).
-        draw: the candidate sampler, called as :func:`sample_candidates` is (for catalogues
-            of tens of thousands of items,
-            :func:`ncf_lib.scale.candidates.large_catalogue_candidates` takes time
-            proportional to the candidates instead of users x items).
+        timings: receives the seconds of ``reindex``, ``split`` and ``candidates``.
+        split: called as :func:`leave_one_out` is.
+        draw: called as :func:`sample_candidates` is (on large catalogues,
+            :func:`ncf_lib.scale.candidates.large_catalogue_candidates`).
     """
     if num_ng_test < 1:
         raise ConfigError(
@@ -358,12 +321,9 @@ def _check_split(name, test, val, train_keys, validation: bool) -> None:
 
 
 def fingerprint_of(data: NCFData) -> dict:
-    """What a model trained on ``data`` depends on: sizes, and SHA-256 digests (first 16 hex
-    digits) of the id maps and of the split (training pairs, every evaluation candidate).
-
-    Two builds of the same file with the same settings give the same fingerprint; another
-    file, other ids, another seed or ``num_ng_test`` give another.
-    """
+    """What a model trained on ``data`` depends on: sizes, and SHA-256 digests (16 hex digits)
+    of the id maps and of the split (training pairs, every candidate). Another file, other
+    ids, another seed or ``num_ng_test`` give another fingerprint."""
     ids = hashlib.sha256()
     for original in (data.user_ids, data.item_ids):
         ids.update("\x1f".join(map(str, original.tolist())).encode() + b"\x1e")
@@ -382,7 +342,7 @@ def fingerprint_of(data: NCFData) -> dict:
 
 
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct values (``np.unique`` without its overhead for large int arrays)."""
+    """Sorted distinct values (``np.unique`` without its overhead)."""
     keys = np.sort(keys)
     keep = np.ones(keys.size, dtype=bool)
     keep[1:] = keys[1:] != keys[:-1]
@@ -390,7 +350,7 @@ def _sorted_unique(keys: np.ndarray) -> np.ndarray:
 
 
 def _member(keys: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """Boolean mask: which ``keys`` are in ``sorted_set`` (a sorted 1-D array)."""
+    """Which ``keys`` are in the sorted 1-D ``sorted_set``."""
     if sorted_set.size == 0:
         return np.zeros(keys.shape, dtype=bool)
     pos = np.minimum(np.searchsorted(sorted_set, keys), sorted_set.size - 1)

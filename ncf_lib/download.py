@@ -1,10 +1,6 @@
-"""Download and cache the MovieLens archives from GroupLens.
-
-Every download is streamed into a temporary file beside its destination, hashed while it
-arrives, checked against a pinned MD5 and only then renamed into place, so an interrupted or
-corrupted transfer never leaves a file that looks valid. Archives are extracted once, again
-through a temporary folder that is renamed when complete.
-"""
+"""Download and cache the MovieLens archives from GroupLens: streamed into a temporary file,
+checked against a pinned MD5, then renamed (a cut transfer never leaves a file that looks
+valid); extracted once, through a temporary folder renamed when complete."""
 
 from __future__ import annotations
 
@@ -32,12 +28,8 @@ GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Where a MovieLens release lives and how to check it.
-
-    ``md5`` is the checksum GroupLens publishes beside the archive (``URL.md5``). It is
-    pinned for the frozen releases; ``ml-latest-small`` is re-issued by GroupLens from time
-    to time, so its checksum is read from that published ``.md5`` file at download time.
-    """
+    """A MovieLens release and GroupLens' MD5 of it (``None``: ``ml-latest-small`` is
+    re-issued, so its published ``URL.md5`` is read at download time)."""
 
     name: str
     url: str
@@ -61,12 +53,8 @@ class DownloadError(UserError, RuntimeError):
 
 
 def default_data_dir() -> Path:
-    """The cache folder: ``$NCF_DATA_DIR`` if set, else ``data/`` in the repository.
-
-    "The repository" is the folder holding ``pyproject.toml`` above this package (an
-    editable install or a clone); for a regular install it is ``data/`` in the current
-    working directory.
-    """
+    """The cache folder: ``$NCF_DATA_DIR``, else ``data/`` in the clone holding this package
+    (a ``pyproject.toml`` above it), else in the working directory."""
     if os.environ.get(DATA_DIR_ENV):
         return Path(os.environ[DATA_DIR_ENV]).expanduser()
     repo = Path(__file__).resolve().parent.parent
@@ -95,19 +83,10 @@ def _by_hand(url: str, dest: Path) -> str:
 def download(
     url: str, dest: Path, md5: str | None, *, timeout: float = 30.0, progress: bool = True
 ) -> Path:
-    """Download ``url`` to ``dest`` unless a valid copy is already there.
-
-    The bytes are streamed into ``dest.name + '.*.part'`` in the same folder, hashed on the
-    way and renamed to ``dest`` only once the length and the MD5 are right. Any failure
-    removes the partial file and raises :class:`DownloadError`.
-
-    Args:
-        url: what to fetch (``http://`` or ``https://``).
-        dest: final path of the file.
-        md5: expected hex digest, or ``None`` to accept any content.
-        timeout: seconds to wait for the server on connect and on each read.
-        progress: show a tqdm bar.
-    """
+    """Download ``url`` to ``dest`` unless a valid copy is there: streamed into a ``.part``
+    file beside it, renamed once the length and the MD5 (``None``: any) are right.
+    ``timeout``: seconds to connect and per read. Any failure removes the partial file and
+    raises :class:`DownloadError`."""
     dest = Path(dest)
     stale = ""
     if dest.exists():
@@ -183,16 +162,8 @@ def published_md5(url: str, timeout: float = 30.0) -> str:
 
 
 def fetch(name: str, data_dir: Path | str | None = None, *, progress: bool = True) -> Path:
-    """Return the extracted folder of a named MovieLens release, downloading it if needed.
-
-    Looks for ``data_dir/NAME/`` first (extracted earlier, or placed there by hand), then for
-    a valid ``data_dir/NAME.zip``; downloads only when neither is there.
-
-    Args:
-        name: a key of :data:`DATASETS`.
-        data_dir: cache folder; default :func:`default_data_dir`.
-        progress: show a progress bar while downloading.
-    """
+    """The extracted folder of a release in :data:`DATASETS`: ``data_dir/NAME/`` (default
+    :func:`default_data_dir`), else extracted from a valid ``NAME.zip``, else downloaded."""
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     spec = DATASETS[name]

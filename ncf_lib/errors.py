@@ -1,9 +1,6 @@
-"""Errors a user can fix: the command line prints them as one line (exit code 2).
-
-Everything else that goes wrong is a bug and keeps its traceback. Each class also derives
-from the built-in exception a Python caller would expect (``ValueError``,
-``FileNotFoundError``, ``LookupError``), so ``except ValueError`` keeps working.
-"""
+"""Errors a user can fix: the command line prints them as one line (exit code 2); anything
+else is a bug and keeps its traceback. Each also derives from the built-in exception a
+caller would expect (``ValueError``, ``FileNotFoundError``, ``LookupError``)."""
 
 from __future__ import annotations
 

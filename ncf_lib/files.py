@@ -1,10 +1,5 @@
-"""Writing files safely: atomically, with the user's permissions, and one writer at a time.
-
-:func:`atomic_write` writes to a temporary file beside the target and renames it, so a
-reader never sees half a file; the result gets the permissions any new file of the user
-gets (``0o666`` less the umask), not the private ``0o600`` of a temporary file.
-:func:`exclusive_lock` makes a second process that wants the same file wait or stop.
-"""
+"""Writing files safely: atomically (a temporary file beside the target, renamed), with the
+user's permissions (not a temporary file's ``0o600``), and one writer at a time."""
 
 from __future__ import annotations
 
@@ -31,13 +26,8 @@ def current_umask() -> int:
 
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it to ``path``.
-
-    On an exception the temporary file is removed and ``path`` is left as it was.
-
-    Raises:
-        WriteError: the file cannot be written (a full disk, no permission), naming it.
-    """
+    """Yield a temporary path beside ``path``, renamed to it on success (removed on an
+    exception); :class:`WriteError` naming it on a full disk or without permission."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -62,11 +52,8 @@ def _write_error(path: Path, err: OSError) -> OSError:
 
 
 def check_writable(folder: str | Path, what: str) -> Path:
-    """Create ``folder`` if needed and check a file can be written there, before long work.
-
-    Raises:
-        ConfigError: naming ``what`` (e.g. ``--out``) and the folder.
-    """
+    """Create ``folder`` and check a file can be written there, before long work
+    (:class:`ConfigError` naming ``what``, e.g. ``--out``)."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -81,11 +68,8 @@ def check_writable(folder: str | Path, what: str) -> Path:
 
 @contextmanager
 def exclusive_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
-    """Hold an advisory lock on ``path`` (created if missing) for the ``with`` block.
-
-    The lock ends with the process, so a crashed holder never leaves a stale lock. With
-    ``wait=False`` a lock held by another process raises :class:`BlockingIOError`.
-    """
+    """Hold an advisory lock on ``path`` for the block; it ends with the process (never
+    stale). ``wait=False``: :class:`BlockingIOError` when another process holds it."""
     with open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         try:

@@ -8,8 +8,8 @@ Everything is defined by the **rank** of the held-out item among the items it co
 
 **Ties count against the held-out item** (pessimistic): its rank is the number of other
 candidates scoring *at least* as high. A model that gives every item the same score ranks
-the held-out item last, not first (the original tutorial's ``torch.topk`` order, and several ports'
-"positive first" layouts, give such a model a perfect score).
+the held-out item last, not first (``torch.topk``'s order and "positive first" layouts give
+it a perfect score).
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _nan_last(scores: torch.Tensor) -> torch.Tensor:
-    """NaN scores (a diverged model) as the lowest possible: a NaN never compares greater,
-    so left as it is a NaN held-out item would rank first."""
+    """NaN (a diverged model) as the lowest score: left as it is, it would rank first."""
     return scores.nan_to_num(nan=-torch.inf)
 
 
@@ -57,9 +56,8 @@ def ndcg(ranks: torch.Tensor, k: int) -> float:
 
 def standard_errors(ranks: torch.Tensor, k: int) -> dict[str, float]:
     """Standard errors over users of HR@k and NDCG@k (``std / sqrt(users)``): how far the
-    metrics of the same model would move on another test set of the same size, or with
-    other sampled negatives. With MovieLens-100K's 943 users that is about 0.015 for HR@10,
-    more than the spread between seeds on one fixed test set."""
+    same model's metrics move on another test set of the same size (MovieLens-100K, HR@10:
+    about 0.015, more than the spread between seeds)."""
     n = ranks.numel()
     return {
         "hr": float((ranks < k).double().std() / n**0.5),
@@ -80,16 +78,10 @@ def score_candidates(
     """``(n, c)`` scores of an evaluation set's candidates, ``chunk`` users at a time."""
     users = torch.from_numpy(eval_set.users).to(device)
     items = torch.from_numpy(eval_set.candidates).to(device)
-    return (
-        torch.cat(
-            [
-                scorer(users[s : s + chunk], items[s : s + chunk])
-                for s in range(0, users.shape[0], chunk)
-            ]
-        )
-        .float()
-        .cpu()
-    )
+    parts = [
+        scorer(users[s : s + chunk], items[s : s + chunk]) for s in range(0, len(users), chunk)
+    ]
+    return torch.cat(parts).float().cpu()
 
 
 def evaluate(
@@ -151,13 +143,9 @@ def full_ranking_metrics(
     chunk: int | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """HR@k, NDCG@k and Recall@k ranking the held-out item against **all** items.
-
-    Items the user trained on are excluded (they would otherwise crowd the top and HR
-    collapses to a few per cent), as are the held-out items of ``exclude`` (pass the
-    validation set when evaluating on test: those interactions are known too). With one
-    held-out item per user, Recall@k (hits / min(k, relevant)) equals HR@k.
-    """
+    """HR@k, NDCG@k and Recall@k (equal to HR@k: one held-out item) ranking the held-out
+    item against **all** items but the user's training items and ``exclude``'s held-out
+    item (pass the validation set when evaluating on test: it is known too)."""
     check_top_k(k, data.n_items, "items")
     rank = full_ranks(scorer, data, eval_set, exclude=exclude, chunk=chunk, device=device)
     hr = hit_rate(rank, k)
@@ -174,19 +162,16 @@ def full_ranks(
     chunk: int | None = None,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """``(n,)`` 0-based rank of each held-out item among all items the user has not
-    interacted with (see :func:`full_ranking_metrics`; ties count against it). Users are
-    scored ``chunk`` at a time (default: :data:`FULL_RANKING_PAIRS` user-item pairs at a
-    time, so memory stays bounded on large catalogues)."""
+    """``(n,)`` rank of each held-out item among the items :func:`full_ranking_metrics`
+    ranks, ``chunk`` users at a time (default: :data:`FULL_RANKING_PAIRS` pairs)."""
     chunk = chunk or max(1, FULL_RANKING_PAIRS // data.n_items)
     all_items = torch.arange(data.n_items, device=device)
     ranks = []
     for start in range(0, eval_set.users.size, chunk):
-        users_np = eval_set.users[start : start + chunk]
-        users = torch.from_numpy(users_np).to(device)
-        scores = scorer(users, all_items.expand(users.shape[0], -1)).float()
+        some = eval_set.users[start : start + chunk]
+        scores = scorer(torch.from_numpy(some).to(device), all_items.expand(some.size, -1)).float()
         _check_finite(scores)
-        known = torch.from_numpy(_known_mask(data, users_np, exclude)).to(device)
+        known = torch.from_numpy(_known_mask(data, some, exclude)).to(device)
         held = torch.from_numpy(eval_set.items[start : start + chunk]).to(device)
         target = scores.gather(1, held[:, None])
         beats = (scores >= target) & ~known
@@ -200,8 +185,7 @@ def _known_mask(data: NCFData, users: np.ndarray, exclude: EvalSet | None) -> np
     mask = np.zeros((users.size, data.n_items), dtype=bool)
     mask[data.train_pairs_of(users)] = True
     if exclude is not None:
-        where = np.searchsorted(exclude.users, users)
-        where = np.minimum(where, exclude.users.size - 1)
+        where = np.minimum(np.searchsorted(exclude.users, users), exclude.users.size - 1)
         has = exclude.users[where] == users
         mask[np.flatnonzero(has), exclude.items[where[has]]] = True
     return mask

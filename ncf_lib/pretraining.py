@@ -2,9 +2,8 @@
 
 He et al. (2017, section 3.4.1) train GMF and MLP with Adam, build NeuMF from their weights
 with the prediction layer ``[alpha * h_gmf, (1 - alpha) * h_mlp]`` (alpha = 0.5), and
-fine-tune it with plain SGD, because Adam's moment estimates were not saved with the parts.
-:func:`pretrain_neumf` is that whole recipe; the command line, ``reproduce`` and the
-notebooks call it.
+fine-tune it with plain SGD (Adam's moments were not saved with the parts):
+:func:`pretrain_neumf`.
 """
 
 from __future__ import annotations
@@ -18,10 +17,8 @@ from ncf_lib.metrics import evaluate
 from ncf_lib.models import GMF, MLP, ModelConfig, NeuMF
 from ncf_lib.train import Engine, FitResult, TrainConfig, fit, seed_everything, train_model
 
-#: Fine-tuning of the pre-trained NeuMF: plain SGD, as in the paper, with a learning rate
-#: chosen on the validation items of MovieLens-100K (0.001, as one port uses, barely moves
-#: the weights). The pre-trained model itself is evaluated first and can be selected, as in
-#: the paper's code.
+#: Fine-tuning: SGD as in the paper, its rate chosen on MovieLens-100K's validation items
+#: (0.001 barely moves the weights); the pre-trained model may be selected, as in the paper.
 FINETUNE = {"optimizer": "sgd", "lr": 0.05, "evaluate_start": True}
 #: Weights of GMF tried by :func:`choose_alpha`, the paper's first (it wins ties).
 ALPHA_GRID = (0.5, 0.3, 0.7)
@@ -85,15 +82,12 @@ def pretrain_neumf(
     """Train GMF and MLP with ``config`` (unless given), then fine-tune NeuMF built from them.
 
     Args:
-        data: the split.
-        config: settings of the GMF and MLP stages; the NeuMF stage uses
-            :func:`finetune_config` of it, with ``finetune``'s changes (e.g. ``{"lr": 0.01}``).
-        model_config: sizes of all three models.
-        alpha: weight of GMF in the prediction layer; ``None`` chooses it on the validation
-            items (:func:`choose_alpha`).
+        config: the GMF and MLP stages'; NeuMF's is :func:`finetune_config` of it with
+            ``finetune``'s changes (e.g. ``{"lr": 0.01}``).
+        alpha: weight of GMF; ``None``: chosen on validation (:func:`choose_alpha`).
         gmf, mlp: parts trained already (e.g. loaded from checkpoints).
-        stage_config: ``(stage, config) -> config`` for each stage (``gmf``, ``mlp``,
-            ``neumf-pretrained``), e.g. to give each its own checkpoint path.
+        stage_config: ``(stage, config) -> config`` for ``gmf``, ``mlp`` and
+            ``neumf-pretrained`` (e.g. a checkpoint path each).
         on_epoch, engine: passed to :func:`ncf_lib.train.fit` in every stage.
     """
     stage = stage_config or (lambda _, c: c)

@@ -1,8 +1,5 @@
-"""Ratings files: MovieLens' three formats (and any file of the same shape) into one table.
-
-``load_ratings`` takes a dataset name (downloaded once, checksum verified), a generated
-``synthetic`` one, or a path, and returns :class:`Ratings`: columns ``user_id, item_id,
-rating, timestamp`` plus the movies' titles and genres where the dataset has them.
+"""Ratings files: MovieLens' three formats (and any file of the same shape) into one table,
+:class:`Ratings`, by dataset name (downloaded once), ``synthetic`` or path (:func:`load_ratings`).
 """
 
 from __future__ import annotations
@@ -47,21 +44,12 @@ class Ratings:
     name: str
 
 
-# --------------------------------------------------------------------------------------
-# Parsing
-# --------------------------------------------------------------------------------------
-
-
-def _is_number(text: str) -> bool:
+def _is_number(text: str, finite: bool = False) -> bool:
     try:
-        float(text)
+        number = float(text)
     except ValueError:
         return False
-    return True
-
-
-def _is_finite(text: str) -> bool:
-    return _is_number(text) and math.isfinite(float(text))
+    return not finite or math.isfinite(number)
 
 
 def _gzipped(path: Path) -> bool:
@@ -87,11 +75,7 @@ def _strict_ids(path: Path, sep: str) -> bool:
 
 
 def _sniff(path: Path) -> tuple[str, bool]:
-    """Separator, and whether line 1 is a header, from the first line of a ratings file.
-
-    A header is recognised by its content: a ratings row has a number in its rating and
-    timestamp fields (ids may be names), a header has names there.
-    """
+    """Separator, and whether line 1 is a header (names, not numbers, as rating and time)."""
     with _lines(path) as f:
         first = f.readline().strip()
     if not first:
@@ -138,7 +122,7 @@ def _first_bad_line(path: Path, sep: str, header: bool) -> str:
             if (
                 len(fields) != 4
                 or not all(t.strip() for t in fields[:2])
-                or not (_is_finite(fields[2]) and _is_finite(fields[3]))
+                or not (_is_number(fields[2], True) and _is_number(fields[3], True))
             ):
                 return (
                     f"{path}: line {number} is malformed: {line.rstrip()[:80]!r}; expected "
@@ -166,14 +150,9 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
 
     Recognises ``UserID::MovieID::Rating::Timestamp`` (ML-1M, ML-10M), tab-separated
     ``u.data`` (ML-100K) and ``userId,movieId,rating,timestamp`` CSV (ML-20M, ML-25M,
-    ml-latest) from the file's first line (gzip-compressed too); a header row is recognised
-    by its content. Ids: MovieLens' own formats (``::`` and ``u.data``) have integer ids, so
-    a non-integer id there is an error naming its line; in other files a column is read as
-    names (strings such as ``U1x``, ``007`` kept apart from ``7``) when any of its ids is not
-    an integer, else as int64; an id that is a number but not an integer (``1.7``) is an
-    error. Comma- and tab-separated fields may be quoted. The common all-integer
-    case is read by pandas' C parser straight into int64 (``::`` is read as ``:`` with the
-    empty fields in between skipped); other ids are read as text.
+    ml-latest), gzip-compressed too, with or without a header. Ids are int64 when every one
+    is an integer (required in MovieLens' ``::`` and ``u.data`` files), else names (``007``
+    kept apart from ``7``); an id such as ``1.7`` is an error, not truncated.
 
     Returns:
         DataFrame with columns ``user_id, item_id, rating, timestamp``: ids int64 or
@@ -189,7 +168,7 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
         raise MissingFileError(f"{path}: no such ratings file")
     sep, header = _sniff(path)
     gzipped = _gzipped(path)
-    # "::" is two ':' around an empty field: read ':' with the C engine, keep every other column.
+    # "::" is two ':' around an empty field: the C engine reads ':', every other column kept
     c_sep, columns = (":", [0, 2, 4, 6]) if sep == "::" else (sep, [0, 1, 2, 3])
     names = list(RATING_DTYPES)
 
@@ -226,14 +205,8 @@ def read_ratings(path: str | Path) -> pd.DataFrame:
 
 
 def read_movies(folder: str | Path) -> pd.DataFrame | None:
-    """Titles and genres from ``movies.dat``, ``u.item`` or ``movies.csv`` in ``folder``.
-
-    Ids follow the ratings' rule: int64 when every one is an integer, else names.
-
-    Returns:
-        DataFrame with columns ``item_id, title, genres`` (genres ``|``-separated), or
-        ``None`` when the folder has no movies file.
-    """
+    """``item_id, title, genres`` from ``movies.dat``, ``u.item`` or ``movies.csv`` in
+    ``folder`` (ids as the ratings' are read), or ``None`` when it has none."""
     folder = Path(folder)
     for name in MOVIES_FILES:
         path = folder / name
@@ -272,11 +245,8 @@ def _ml100k_genres(folder: Path) -> list[str]:
 
 
 def find_ratings_file(path: str | Path) -> Path:
-    """The ratings file for a path: the file itself, or the one inside a MovieLens folder.
-
-    A folder may hold ``ratings.dat``, ``u.data`` or ``ratings.csv`` directly or in one
-    sub-folder (as when a zip was extracted into a folder of its own name).
-    """
+    """The ratings file for a path: the file itself, or the one in a MovieLens folder or in
+    one sub-folder of it (a zip extracted into a folder of its own name)."""
     path = Path(path)
     if path.is_file():
         return path
@@ -317,8 +287,8 @@ def load_ratings(
         data_dir: download cache; default :func:`ncf_lib.download.default_data_dir`.
         seed: seed of the synthetic generator (ignored for real data).
         progress: progress bar while downloading.
-        read: parses a downloaded ratings file (the command line keeps the parsed columns
-            beside it: :func:`ncf_lib.scale.parse_cache.read_ratings_cached`).
+        read: parses a downloaded ratings file (the command line's keeps its columns beside
+            it: :func:`ncf_lib.scale.parse_cache.read_ratings_cached`).
     """
     text = str(dataset)
     match = _SYNTHETIC.match(text)

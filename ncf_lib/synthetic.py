@@ -20,20 +20,12 @@ def synthetic_ratings(
     taste: float = 4.0,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Generate MovieLens-like ratings that a recommender can learn from.
-
-    * user activity is long-tailed (log-normal, at least ``min(20, mean / 2)`` per user, as
-      MovieLens keeps only users with 20 ratings);
-    * item popularity follows a Zipf-like law;
-    * which items a user picks depends on a rank-``rank`` taste structure: user ``u`` picks
-      item ``i`` with probability proportional to ``popularity_i * exp(taste * p_u . q_i)``
-      (without replacement, via Gumbel top-k);
-    * timestamps are real Unix times between 2000 and 2003, in an order unrelated to taste;
-    * ratings 1-5 grow with the user's affinity for the item.
-
-    The result has the schema of :func:`read_ratings` and is fully determined by ``seed``.
-    Ids start at 1, like MovieLens.
-    """
+    """MovieLens-like ratings (:func:`~ncf_lib.ratings.read_ratings`' schema, ids from 1) that
+    a recommender can learn from, fixed by ``seed``: long-tailed user activity (log-normal, at
+    least ``min(20, mean / 2)`` each), Zipf-like popularity, user ``u`` picking item ``i``
+    with probability proportional to ``popularity_i * exp(taste * p_u . q_i)`` (rank-``rank``
+    tastes, Gumbel top-k), Unix times 2000-2003 unrelated to taste, ratings 1-5 growing with
+    the affinity."""
     if n_users < 1 or n_items < 4 or n_interactions < 2 * n_users:
         raise ConfigError(
             f"synthetic:{n_users}x{n_items}x{n_interactions}: expected at least 1 user, 4 "
@@ -97,9 +89,8 @@ def synthetic_ratings(
 
 
 def _top_in_order(keys: np.ndarray, k: int) -> np.ndarray:
-    """``(rows, k)`` column indices of each row's ``k`` smallest ``keys``, smallest first:
-    ``np.argsort(keys, axis=1)[:, :k]`` (the same columns unless two keys tie), in time
-    linear in the row length (a partition, then a sort of ``k`` entries)."""
+    """``(rows, k)`` columns of each row's ``k`` smallest ``keys``, smallest first: an
+    ``argsort`` in time linear in the row (a partition, then a sort of ``k``)."""
     if 4 * k >= keys.shape[1]:  # most of the row anyway: one sort is faster
         return np.argsort(keys, axis=1)
     part = np.argpartition(keys, k - 1, axis=1)[:, :k]

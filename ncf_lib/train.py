@@ -1,12 +1,9 @@
 """Training: one epoch of the plain PyTorch loop, and ``fit`` with model selection.
 
-**Model selection without peeking at the test set.** The paper's code and the popular ports
-keep the epoch with the best *test* HR, which reports the maximum of a noisy curve. Here,
-by default, each user's second-latest interaction is a validation item with its own 99
-sampled negatives: the epoch with the best validation HR@K is selected (and early stopping
-watches it), and the *test* metrics of that epoch are reported. Per-epoch test metrics are
-still computed so that the whole curve can be seen. ``select_on="test"`` reproduces the
-peeking protocol for comparison.
+The paper's code and the popular ports keep the epoch with the best *test* HR: the maximum
+of a noisy curve. By default ``fit`` selects the epoch (and stops early) on the validation
+items, each user's second-latest interaction, and reports that epoch's *test* metrics;
+``select_on="test"`` reproduces the peeking protocol for comparison.
 """
 
 from __future__ import annotations
@@ -31,8 +28,7 @@ from ncf_lib.metrics import Scorer, check_top_k, evaluate
 from ncf_lib.models import ModelConfig, Recommender, build_model, config_dict
 from ncf_lib.sampling import NegativeSampler, batches
 
-#: ``TrainConfig.optimizer``'s names: :func:`make_optimizer` builds the first two,
-#: :func:`ncf_lib.scale.optimizers.make_optimizer` all three.
+#: :func:`make_optimizer` builds the first two, :mod:`ncf_lib.scale.optimizers` all three.
 OPTIMIZERS = ("adam", "sgd", "sparse-adam")
 #: The history column that ``TrainConfig.select_on`` maximises (``last``: the latest epoch).
 SELECTION = {"validation": "val_hr", "test": "test_hr", "last": None}
@@ -48,22 +44,18 @@ class TrainConfig:
         epochs: passes over the training positives (each with fresh negatives).
         batch_size: rows (positives and negatives) per optimiser step.
         lr: learning rate.
-        optimizer: ``adam`` (default), ``sgd`` (the paper fine-tunes pre-trained NeuMF
-            with plain SGD) or ``sparse-adam`` (only the embedding rows a batch uses are
-            updated: faster per step on large catalogues, another optimiser, in
-            :mod:`ncf_lib.scale.optimizers`).
-        l2: weight of an L2 penalty on the embedding rows of each batch, divided by the
-            batch size (default 0; the tuned MF baseline uses it). Added to the gradients;
-            the logged loss is the data loss.
+        optimizer: ``adam``, ``sgd`` (the paper fine-tunes pre-trained NeuMF with it) or
+            ``sparse-adam`` (updates only a batch's embedding rows: :mod:`ncf_lib.scale`).
+        l2: weight of an L2 penalty on a batch's embedding rows, over the batch size (the
+            tuned MF baseline uses it); not part of the logged loss.
         num_ng: sampled negatives per positive, re-drawn every epoch.
         top_k: K of HR@K and NDCG@K.
         seed: seeds negatives, shuffling and dropout.
         select_on: ``validation`` (default) or ``test``: which held-out items choose the
             epoch; ``last`` keeps the final epoch.
         patience: stop after this many epochs without a better selection HR (``None``: never).
-        evaluate_start: also evaluate the model before the first epoch (history row
-            ``epoch 0``) and let it be selected, as the paper's code does for pre-trained
-            models: when fine-tuning does not help on validation, ``best_epoch`` is 0.
+        evaluate_start: also evaluate (and let select) the model before training, epoch 0,
+            as the paper's code does for pre-trained models.
         log_dir: TensorBoard folder for this run (``None``: no logging).
         checkpoint: where to save the selected model (``None``: keep it in memory only).
         device: ``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``.
@@ -114,11 +106,10 @@ class FitResult:
     """What :func:`fit` returns.
 
     Attributes:
-        history: one row per epoch: ``epoch, loss, val_hr, val_ndcg, test_hr, test_ndcg,
+        history: a row per epoch: ``epoch, loss, val_hr, val_ndcg, test_hr, test_ndcg,
             train_seconds, eval_seconds``.
-        best_epoch: the selected epoch (1-based; 0 is the model before training, with
-            ``evaluate_start``).
-        best: metrics of that epoch (``test_hr``, ``test_ndcg``, and validation ones).
+        best_epoch: the selected epoch (0: before training, with ``evaluate_start``).
+        best: that epoch's ``test_hr``, ``test_ndcg`` (and validation) metrics.
         model: the model with the selected epoch's weights.
         checkpoint: path of the saved checkpoint, if any.
         seconds: wall time of the whole fit.
@@ -149,9 +140,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or SGD at ``config.lr``, with ``fused=True``: the same update as the default
-    implementation, in one pass over all parameters (NeuMF on MovieLens-1M about 2x faster
-    per step on a CPU)."""
+    """Adam or SGD at ``config.lr``, ``fused``: the default update in one pass over every
+    parameter (NeuMF on MovieLens-1M: about 2x faster per step on a CPU)."""
     if config.optimizer not in ("adam", "sgd"):
         raise ConfigError(
             f"optimizer {config.optimizer!r} trains with "
@@ -162,12 +152,9 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 
 def add_l2_grad_(model: nn.Module, users: torch.Tensor, items: torch.Tensor, weight: float) -> None:
-    """Add the gradient of ``weight *`` (sum of squares of the embedding rows a batch uses,
-    once per occurrence) to the tables' ``.grad``: ``2 * weight * row`` per occurrence.
-
-    The same update as adding that penalty to the loss, without a second pass through every
-    table; call it after ``backward``. Tables are told apart by name (``user`` or ``item``).
-    """
+    """After ``backward``: add ``2 * weight * row`` to the ``.grad`` of each embedding row a
+    batch uses, per use: the gradient of ``weight *`` their sum of squares, without a pass
+    through every table. Tables are told apart by name (``user`` or ``item``)."""
     with torch.no_grad():
         for name, module in model.named_modules():
             if isinstance(module, nn.Embedding):
@@ -206,9 +193,8 @@ def train_epoch(
 
 
 class Processes:
-    """How many processes train one model: one. :class:`ncf_lib.scale.distributed.Torchrun`
-    is the same interface for ``torchrun`` (sharded batches, DDP, output from rank 0 only,
-    sharded evaluation)."""
+    """One process trains the model. :class:`ncf_lib.scale.distributed.Torchrun` is the same
+    interface under ``torchrun`` (sharded batches and evaluation, DDP, output from rank 0)."""
 
     main = True  # this process prints, logs and writes the checkpoint
 
@@ -239,8 +225,8 @@ def negative_sampler(data: NCFData, config: TrainConfig, device: torch.device) -
 
 @dataclass(frozen=True)
 class Engine:
-    """The parts of :func:`fit` that a faster or bigger run replaces; the defaults are this
-    module's plain loop in one process (:func:`ncf_lib.scale.engine` builds the others).
+    """What a faster or bigger run replaces in :func:`fit` (:func:`ncf_lib.scale.engine`);
+    by default this module's plain loop in one process.
 
     Attributes:
         processes: one process, or ``torchrun``'s.
@@ -265,21 +251,16 @@ def fit(
     resume: Checkpoint | None = None,
     engine: Engine = Engine(),
 ) -> FitResult:
-    """Train ``model`` on ``data``, select the best epoch, return the history.
+    """Train ``model`` on ``data``; return the history, with the selected epoch's weights.
 
-    Each epoch draws fresh negatives, runs :func:`train_epoch` over shuffled batches, then
-    evaluates HR@K / NDCG@K on the validation and test items. The selected epoch's weights
-    are kept and restored at the end. With ``config.checkpoint``, the checkpoint is written
-    (atomically) after every epoch: the best weights so far, and what is needed to resume.
+    Each epoch draws fresh negatives, runs :func:`train_epoch` over shuffled batches and
+    evaluates HR@K / NDCG@K on the validation and test items. With ``config.checkpoint``,
+    the best weights so far and what resuming needs are saved after every epoch.
 
     Args:
-        model: a fresh or pre-trained model.
-        data: from :func:`ncf_lib.dataset.build_dataset`.
-        config: hyper-parameters.
-        on_epoch: called with each history row (the command line prints it).
-        resume: a checkpoint written by an interrupted ``fit`` of the same model, data and
-            config: training continues after its last epoch, with its weights, optimizer
-            and random states, and gives the numbers an uninterrupted run gives.
+        on_epoch: called with each history row.
+        resume: the checkpoint of an interrupted ``fit`` of the same model, data and config:
+            it continues after its last epoch and ends with an uninterrupted run's numbers.
         engine: what runs the loop (:class:`Engine`).
     """
     if config.select_on == "validation" and data.validation is None:
@@ -338,7 +319,7 @@ def fit(
 
 
 def _select(state: TrainingState, row: dict, model: Recommender, config: TrainConfig) -> None:
-    """Record an epoch: keep its weights if its selection HR is the best so far (``last``:
+    """Record an epoch: keep its weights if its selection HR is the best yet (``last``:
     always), else count it towards early stopping."""
     column = SELECTION[config.select_on]
     hr = row["test_hr"] if column is None else row[column]

@@ -1,11 +1,6 @@
-"""The notebooks' settings: what the reader set in a notebook's first cell, unless the
-environment overrides it for a quick run of the whole tutorial.
-
-Each notebook opens with a ``parameters`` cell (``DATASET = "ml-100k"``, ``EPOCHS = 10``) and
-passes it to :func:`settings`. ``NCF_SAMPLE=1`` switches every notebook to a small generated
-dataset and one or two epochs, so the whole tutorial executes in a few minutes; ``NCF_DATASET``
-points every notebook at another dataset name or folder.
-"""
+"""The notebooks' settings: a notebook's ``parameters`` cell (``DATASET``, ``EPOCHS``) unless
+``NCF_SAMPLE=1`` (a small generated dataset, one or two epochs: the whole tutorial in a few
+minutes) or ``NCF_DATASET`` (another dataset name or folder) override it."""
 
 from __future__ import annotations
 
