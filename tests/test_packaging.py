@@ -41,8 +41,8 @@ def test_environment_installs_the_package_itself():
 
 
 def test_the_core_never_imports_the_extras():
-    """Every top-level module loads without ncf_lib.scale, ncf_lib.study, ncf_lib.use or the
-    command line (ncf_lib.cli)."""
+    """Every top-level module loads without ncf_lib.scale, ncf_lib.study, ncf_lib.use,
+    ncf_lib.runs or the command line (ncf_lib.cli)."""
     import subprocess
     import sys
 
@@ -51,7 +51,8 @@ def test_the_core_never_imports_the_extras():
         "import importlib, sys\n"
         f"for name in {core!r}:\n"
         "    importlib.import_module('ncf_lib.' + name)\n"
-        "extras = ('ncf_lib.scale', 'ncf_lib.study', 'ncf_lib.use', 'ncf_lib.runs', 'ncf_lib.cli')\n"
+        "extras = ('ncf_lib.scale', 'ncf_lib.study', 'ncf_lib.use', 'ncf_lib.runs',\n"
+        "          'ncf_lib.cli')\n"
         "print(sorted(m for m in sys.modules if m.startswith(extras)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -45,6 +45,7 @@ from ncf_lib.scale.candidates import large_catalogue_candidates
 from ncf_lib.scale.distributed import from_environment
 from ncf_lib.scale.parse_cache import read_ratings_cached
 from ncf_lib.study.baselines import PopularityScorer, against_references, per_user_ranks
+from ncf_lib.study.report import dataset_summary
 from ncf_lib.study.runner import reproduce
 from ncf_lib.train import TrainConfig, resolve_device
 from ncf_lib.use.export import export_embeddings
@@ -95,25 +96,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     data = build_dataset(
         ratings, num_ng_test=args.num_ng_test, seed=args.seed, timings=timings, draw=DRAW
     )
-    rows = {
-        "dataset": data.name,
-        "users": data.n_users,
-        "items": data.n_items,
-        "interactions": len(ratings.ratings),
-        "train": data.n_train,
-        "validation users": 0 if data.validation is None else data.validation.users.size,
-        "test users": data.test.users.size,
-        "test candidates per user": data.test.candidates.shape[1],
-        "density": f"{data.density:.4%}",
-        "titles": "yes" if data.titles is not None else "no",
-        **{
-            f"{side} ids": "integers" if ids.dtype.kind in "iu" else "names"
-            for side, ids in (("user", data.user_ids), ("item", data.item_ids))
-        },  # fmt: skip
-        **{f"seconds {stage}": f"{sec:.3f}" for stage, sec in timings.items()},
-        "seconds total": f"{sum(timings.values()):.3f}",
-    }
-    for key, value in rows.items():
+    for key, value in dataset_summary(data, len(ratings.ratings), timings).items():
         print(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
 
 

@@ -1,4 +1,5 @@
-"""The grid's report: means and standard deviations over seeds, tables and plots."""
+"""Reports: a dataset's summary, and the grid's means and standard deviations over seeds,
+tables and plots."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ncf_lib.dataset import NCFData
 from ncf_lib.plots import plot_history
 from ncf_lib.study.grid import MODEL_NAMES
 from ncf_lib.study.plots import plot_hr_at_k, plot_orderings, plot_study
@@ -18,6 +20,28 @@ def dataset_label(dataset: str | Path) -> str:
     """A dataset's name for reports and plots: a name as given, a path by its last part
     (``ml-100k`` for ``../data/ml-100k/``), so no machine's folders show."""
     return Path(str(dataset)).name or str(dataset)
+
+
+def dataset_summary(data: NCFData, interactions: int, timings: dict[str, float]) -> dict:
+    """``{what: value}`` of a dataset and its split, with the seconds of each stage."""
+    return {
+        "dataset": data.name,
+        "users": data.n_users,
+        "items": data.n_items,
+        "interactions": interactions,
+        "train": data.n_train,
+        "validation users": 0 if data.validation is None else data.validation.users.size,
+        "test users": data.test.users.size,
+        "test candidates per user": data.test.candidates.shape[1],
+        "density": f"{data.density:.4%}",
+        "titles": "yes" if data.titles is not None else "no",
+        **{
+            f"{side} ids": "integers" if ids.dtype.kind in "iu" else "names"
+            for side, ids in (("user", data.user_ids), ("item", data.item_ids))
+        },
+        **{f"seconds {stage}": f"{sec:.3f}" for stage, sec in timings.items()},
+        "seconds total": f"{sum(timings.values()):.3f}",
+    }
 
 
 def summary(
