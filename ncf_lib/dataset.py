@@ -275,14 +275,9 @@ def build_dataset(
         )
     mark = _lap(timings, "split", mark)
     rng = np.random.default_rng(seed)
-    test_set = EvalSet(
-        users[test], draw(users[test], items[test], all_keys, n_items, num_ng_test, rng)
-    )
-    val_set = None
-    if validation:
-        val_set = EvalSet(
-            users[val], draw(users[val], items[val], all_keys, n_items, num_ng_test, rng)
-        )
+    sets = [EvalSet(users[r], draw(users[r], items[r], all_keys, n_items, num_ng_test, rng))
+            for r in ([test, val] if validation else [test])]  # fmt: skip
+    test_set, val_set = sets[0], sets[1] if validation else None
     _lap(timings, "candidates", mark)
     titles = None
     if ratings.movies is not None:

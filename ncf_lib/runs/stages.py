@@ -93,8 +93,10 @@ class Stages:
         checkpoint = Path(self.resume or Path(self.out) / f"{tag}.pt")
         log_dir = None
         if self.main:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
             self.locks.enter_context(writing(checkpoint))
             if self.log_dir is not None:  # a folder of its own, even for two runs in a second
+                Path(self.log_dir).mkdir(parents=True, exist_ok=True)
                 stamp = time.strftime("%Y%m%d-%H%M%S")
                 log_dir = tempfile.mkdtemp(prefix=f"{tag}-{stamp}-", dir=self.log_dir)
                 os.chmod(log_dir, 0o777 & ~current_umask())

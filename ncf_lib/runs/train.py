@@ -14,7 +14,7 @@ from ncf_lib.checkpoints import Checkpoint, check_same_data
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import CheckpointError, ConfigError, Interrupted
 from ncf_lib.models import ModelConfig, model_name
-from ncf_lib.pretraining import FINETUNE, pretrain_neumf
+from ncf_lib.pretraining import pretrain_neumf
 from ncf_lib.runs.stages import Stages
 from ncf_lib.train import Engine, FitResult, TrainConfig, train_model
 
@@ -60,12 +60,13 @@ class Pretraining:
 
     Attributes:
         alpha: weight of GMF in the pre-trained NeuMF.
-        finetune: the fine-tuning's ``lr`` and ``optimizer``.
+        finetune: changes to the paper's fine-tuning (:data:`~ncf_lib.pretraining.FINETUNE`),
+            e.g. ``{"lr": 0.01}``.
         parts: ``{"gmf" | "mlp": (path, checkpoint)}``: parts trained already.
     """
 
     alpha: float = 0.5
-    finetune: dict = field(default_factory=lambda: dict(FINETUNE))
+    finetune: dict = field(default_factory=dict)
     parts: dict[str, tuple[str, Checkpoint]] = field(default_factory=dict)
 
 
