@@ -146,8 +146,12 @@ def _position(ids: np.ndarray, text: str | int) -> int | None:
 
 
 def reindex(ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Contiguous ``users (n,)``, ``items (n,)`` (int64, in increasing id order), and
-    ``user_ids``, ``item_ids``: the original id of each contiguous id."""
+    """Map original user and item ids to contiguous ``0..n-1`` in increasing id order.
+
+    Returns:
+        ``users (n,)``, ``items (n,)`` contiguous ids as int64, and ``user_ids``,
+        ``item_ids``: the original id of each contiguous id.
+    """
     user_ids, users = np.unique(ratings["user_id"].to_numpy(), return_inverse=True)
     item_ids, items = np.unique(ratings["item_id"].to_numpy(), return_inverse=True)
     return users.astype(np.int64), items.astype(np.int64), user_ids, item_ids
@@ -158,12 +162,15 @@ def leave_one_out(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hold out each user's latest interaction for test (and second latest for validation).
 
-    By timestamp, then by row (a later row is later). A user needs 2 interactions to be
-    tested and 3 to be validated; with fewer all of them train (never in MovieLens).
+    Interactions are ordered by timestamp; ties are broken by position in the file (a later
+    row counts as later), so the split is deterministic. A user needs 2 interactions to be
+    tested (one to train on, one to test) and 3 to also be validated. Users below that keep
+    all their interactions in training and are left out of that evaluation (MovieLens has at
+    least 20 ratings per user, so this never happens there).
 
     Returns:
-        Row indices ``train (n_train,)``, ``val (n_val,)`` (empty without ``validation``),
-        ``test (n_test,)``, each in user order.
+        Row indices ``train (n_train,)``, ``val (n_val,)``, ``test (n_test,)``, each in user
+        order; ``val`` is empty when ``validation`` is false.
     """
     n = users.size
     order = np.lexsort((np.arange(n), timestamps, users))
@@ -187,12 +194,14 @@ def sample_candidates(
 ) -> np.ndarray:
     """Draw ``num_ng_test`` distinct items each user never interacted with.
 
-    Uniform without replacement: each item gets a random score, interacted ones +inf, and
-    the smallest scores win (``argpartition`` over chunks of users). ``interacted_keys``:
-    the sorted ``user * n_items + item`` of every interaction.
+    Exact uniform sampling without replacement: each user's items get uniform random
+    scores, interacted items get +inf, and the ``num_ng_test`` smallest scores win
+    (``argpartition`` over chunks of users, so memory stays bounded). ``users (n,)`` and
+    ``held_out (n,)`` give one row each; ``interacted_keys`` are the sorted
+    ``user * n_items + item`` of all interactions (train, validation and test).
 
     Returns:
-        ``(n, 1 + num_ng_test)`` item ids, ``held_out (n,)`` first.
+        ``(n, 1 + num_ng_test)`` item ids, held-out item first.
     """
     out = np.empty((users.size, 1 + num_ng_test), dtype=np.int64)
     out[:, 0] = held_out
@@ -214,7 +223,7 @@ def sample_candidates(
 
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """``arange(lo[i], hi[i])`` for all ``i``, concatenated without a Python loop."""
+    """Concatenation of ``arange(lo[i], hi[i])`` for all ``i``, without a Python loop."""
     lengths = hi - lo
     return np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
 

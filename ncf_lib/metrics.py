@@ -27,7 +27,8 @@ Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _nan_last(scores: torch.Tensor) -> torch.Tensor:
-    """NaN (a diverged model) as the lowest score: left as it is, it would rank first."""
+    """NaN scores (a diverged model) as the lowest possible: a NaN never compares greater,
+    so left as it is a NaN held-out item would rank first."""
     return scores.nan_to_num(nan=-torch.inf)
 
 

@@ -30,10 +30,15 @@ def check_negatives_exist(data: NCFData) -> None:
 
 
 def sample_negatives(data: NCFData, num_ng: int, rng: np.random.Generator) -> np.ndarray:
-    """``(n_train * num_ng,)`` negative items, ``num_ng`` per training positive in turn.
+    """``num_ng`` negative items for every training positive, never a training positive.
 
-    Uniform with replacement (as in the paper's code); a draw that hits a training positive
-    of that user is redrawn. Held-out items may be drawn: the model must not know them.
+    Items are drawn uniformly with replacement (as in the paper's code); draws that hit a
+    training positive of that user are redrawn until none is left. Only training positives
+    are excluded: the held-out items stay unknown to the model, as they would in use.
+
+    Returns:
+        ``(n_train * num_ng,)`` items; rows ``k * num_ng .. (k + 1) * num_ng - 1`` belong to
+        training positive ``k``.
     """
     check_negatives_exist(data)
     users = np.repeat(data.train_users, num_ng)
@@ -48,9 +53,15 @@ def sample_negatives(data: NCFData, num_ng: int, rng: np.random.Generator) -> np
 def epoch_arrays(
     data: NCFData, num_ng: int, rng: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One epoch's rows, every positive and ``num_ng`` fresh negatives each, shuffled: ``users
-    (n,)``, ``items (n,)`` int64, ``labels (n,)`` float32, ``n = n_train * (1 + num_ng)``.
-    Call it every epoch: the paper re-draws the negatives each time."""
+    """One epoch of training rows: every positive plus ``num_ng`` fresh negatives, shuffled.
+
+    Call it once per epoch: the paper re-samples negatives every epoch (negatives drawn once
+    and reused cost accuracy).
+
+    Returns:
+        ``users (n,)`` int64, ``items (n,)`` int64, ``labels (n,)`` float32 with
+        ``n = n_train * (1 + num_ng)``.
+    """
     negatives = sample_negatives(data, num_ng, rng)
     users = np.concatenate([data.train_users, np.repeat(data.train_users, num_ng)])
     items = np.concatenate([data.train_items, negatives])

@@ -18,7 +18,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-NOT_COPIED = (".git", ".venv", "data", "results", "runs", "build", "*.egg-info", "__pycache__")
+#: A checkout's local folders that a copy leaves out: at the top level (``ncf_lib/runs/`` is
+#: code, ``runs/`` TensorBoard logs), and caches anywhere.
+NOT_COPIED = {".git", ".venv", "data", "results", "runs", "build", "checkpoints", "mutants"}
+
+
+def _not_copied(folder: str, names: list[str]) -> set[str]:
+    caches = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+    return caches | (NOT_COPIED & set(names) if Path(folder) == REPO else set())
 
 
 def _output(python: Path, code: str, cwd: Path) -> str:
@@ -55,7 +62,7 @@ def test_setup_cell_installs_ncf_lib_into_a_fresh_environment_and_the_notebook_r
     file, which does not run this environment's editable ``ncf_lib`` hook), but not
     ``ncf_lib``; the set-up cell must install it from a copy of the checkout."""
     clone = tmp_path / "clone"
-    shutil.copytree(REPO, clone, ignore=shutil.ignore_patterns(*NOT_COPIED))
+    shutil.copytree(REPO, clone, ignore=_not_copied)
     env_dir = tmp_path / "fresh"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
