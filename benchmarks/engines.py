@@ -7,7 +7,7 @@
 
 Each run is its own process, timed from its start to its exit (start-up, parsing, split,
 training, evaluation, checkpoints), one after the other on the same data. The compiled runs
-are the same command with :func:`ncf_lib.scale.engine` replaced by one whose ``train_epoch``
+are the same command with :func:`ncf_lib.scale.fit_options` replaced by one whose ``train_epoch``
 is ``benchmarks/train_step.py``'s compiled step; "cold" starts from an empty
 ``TORCHINDUCTOR_CACHE_DIR``, "warm" reuses the cache the cold run filled. The per-epoch
 training seconds come from the epoch lines the command prints (the first epoch of a compiled
@@ -41,7 +41,6 @@ from unittest import mock
 sys.path.insert(0, {here!r})
 from train_step import compiled_epoch
 from ncf_lib import cli
-from ncf_lib.train import Engine
 
 steps = {{}}
 
@@ -51,7 +50,10 @@ def train_epoch(model, optimizer, batches, *, l2=0.0):
         steps[key] = compiled_epoch(model, optimizer)
     return steps[key](model, optimizer, batches)
 
-with mock.patch.object(cli.scale, "engine", lambda config, **_: Engine(train_epoch=train_epoch)):
+def fit_options(config, **_):
+    return config, {{"train_epoch": train_epoch}}
+
+with mock.patch.object(cli.scale, "fit_options", fit_options):
     sys.exit(cli.main(sys.argv[1:]))
 """
 

@@ -69,7 +69,7 @@ def training_check(data, device) -> bool:
     for name in ("gmf", "neumf"):
         config = TrainConfig(epochs=2, device=device.type, progress=False, select_on="last")
         clock = time.perf_counter()
-        result = train_model(name, data, config, engine=scale.engine(config))
+        result = train_model(name, data, config, **scale.fit_options(config)[1])
         seconds = time.perf_counter() - clock
         losses = result.history["loss"].dropna()
         hr = result.best["test_hr"]
@@ -119,7 +119,7 @@ def ddp_check(device) -> bool:
 def epoch_timing(device) -> bool:
     data = build_dataset(load_ratings("synthetic"), seed=42)
     config = TrainConfig(epochs=1, device=device.type, progress=False, select_on="last")
-    result = train_model("neumf", data, config, engine=scale.engine(config))
+    result = train_model("neumf", data, config, **scale.fit_options(config)[1])
     row = result.history.iloc[-1]
     return check(
         "NeuMF epoch, MovieLens-1M-shaped",

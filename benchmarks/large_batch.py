@@ -27,7 +27,7 @@ import torch
 from ncf_lib import scale
 from ncf_lib.dataset import build_dataset
 from ncf_lib.ratings import load_ratings
-from ncf_lib.train import Engine, TrainConfig, train_model
+from ncf_lib.train import TrainConfig, train_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import markdown_table  # noqa: E402
@@ -70,8 +70,10 @@ def main() -> None:
                     progress=False,
                     optimizer="sparse-adam" if adam == "sparse" else "adam",
                 )
-                engine = Engine(optimizer=_plain_adam) if adam == "plain" else scale.engine(config)
-                result = train_model(model, data, config, engine=engine)
+                options = scale.fit_options(config)[1]
+                if adam == "plain":
+                    options = {"make_optimizer": _plain_adam}
+                result = train_model(model, data, config, **options)
                 rows.append(
                     {
                         "model": model,

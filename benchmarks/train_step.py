@@ -10,8 +10,8 @@ hand-written gradients.
 * ``compiled`` (``--compiled``): the same step (``zero_grad``, forward, loss, ``backward``,
   Adam's step) as one function under ``torch.compile``, compiled on its first call (the
   time of that call is reported: with the compiler's cache cold it is the compilation);
-* ``by hand``: :func:`ncf_lib.scale.hand_gradients.train_epoch` (the command line's default on
-  the CPU), the same loop with the gradients computed by hand, the same optimiser.
+* ``by hand``: :func:`ncf_lib.scale.hand_gradients.train_epoch` (opt-in: ``train --engine
+  hand``), the same loop with the gradients computed by hand, the same optimiser.
 
 Autograd and the hand-written gradients compute the same update bit for bit (checked here
 after a few steps; the tests check it for every model); the compiled step reorders floating

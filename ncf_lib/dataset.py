@@ -268,9 +268,8 @@ def build_dataset(
     all_keys = _sorted_unique(users * n_items + items)
     # One training row per (user, item) pair, and never a held-out pair: with duplicate rows
     # in a file, the same pair could otherwise be both trained on and tested.
-    held = _sorted_unique(
-        users[held_out := np.concatenate([test, val])] * n_items + items[held_out]
-    )
+    held_out = np.concatenate([test, val])
+    held = _sorted_unique(users[held_out] * n_items + items[held_out])
     train_keys = _sorted_unique(users[train] * n_items + items[train])
     train_keys = train_keys[~_member(train_keys, held)]
     _check_split(ratings.name, test, val, train_keys, validation)
@@ -284,9 +283,13 @@ def build_dataset(
         )
     mark = _lap(timings, "split", mark)
     rng = np.random.default_rng(seed)
-    sets = [EvalSet(users[r], draw(users[r], items[r], all_keys, n_items, num_ng_test, rng))
-            for r in ([test, val] if validation else [test])]  # fmt: skip
-    test_set, val_set = sets[0], sets[1] if validation else None
+
+    def held_out_set(rows: np.ndarray) -> EvalSet:
+        pool = draw(users[rows], items[rows], all_keys, n_items, num_ng_test, rng)
+        return EvalSet(users[rows], pool)
+
+    test_set = held_out_set(test)  # drawn first: the same test candidates without validation
+    val_set = held_out_set(val) if validation else None
     _lap(timings, "candidates", mark)
     titles = None
     if ratings.movies is not None:

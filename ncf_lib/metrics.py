@@ -10,13 +10,19 @@ Everything is defined by the **rank** of the held-out item among the items it co
 candidates scoring *at least* as high. A model that gives every item the same score ranks
 the held-out item last, not first (``torch.topk``'s order and "positive first" layouts give
 it a perfect score).
+
+The references every model is read against, popularity (:class:`PopularityScorer`) and
+random scores (:class:`RandomScorer`), are scorers here too; :func:`per_user_ranks` keeps each
+user's ranks for a closer look.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ncf_lib.dataset import EvalSet, NCFData
@@ -190,3 +196,50 @@ def _known_mask(data: NCFData, users: np.ndarray, exclude: EvalSet | None) -> np
         has = exclude.users[where] == users
         mask[np.flatnonzero(has), exclude.items[where[has]]] = True
     return mask
+
+
+def per_user_ranks(scorer: Scorer, data: NCFData) -> pd.DataFrame:
+    """One row per held-out item: ``user_id, split, item_id, rank, full_rank`` (original
+    ids; 0-based ranks among the sampled candidates and among every item the user did not
+    train on, as :func:`evaluate` and :func:`full_ranking_metrics` count them)."""
+    frames = []
+    for split, eval_set in (("validation", data.validation), ("test", data.test)):
+        if eval_set is not None:
+            exclude = data.validation if split == "test" else None
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "user_id": data.user_ids[eval_set.users],
+                        "split": split,
+                        "item_id": data.item_ids[eval_set.items],
+                        "rank": sampled_ranks(scorer, eval_set).numpy(),
+                        "full_rank": full_ranks(scorer, data, eval_set, exclude=exclude).numpy(),
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class PopularityScorer:
+    """Scores an item by how many users trained on it (ItemPop), the same for every user."""
+
+    counts: torch.Tensor
+
+    @classmethod
+    def fit(cls, data: NCFData) -> PopularityScorer:
+        return cls(torch.from_numpy(np.bincount(data.train_items, minlength=data.n_items)).double())
+
+    def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.counts.to(items.device)[items]
+
+
+@dataclass(frozen=True)
+class RandomScorer:
+    """Uniform random scores (expected HR@10 with 100 candidates: 0.10)."""
+
+    seed: int = 0
+
+    def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed)
+        return torch.rand(items.shape, generator=gen, dtype=torch.float64).to(items.device)

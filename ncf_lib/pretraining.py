@@ -15,7 +15,7 @@ from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError
 from ncf_lib.metrics import evaluate
 from ncf_lib.models import GMF, MLP, ModelConfig, NeuMF
-from ncf_lib.train import Engine, FitResult, TrainConfig, fit, seed_everything, train_model
+from ncf_lib.train import FitResult, TrainConfig, fit, seed_everything, train_model
 
 #: Fine-tuning: SGD as in the paper, its rate chosen on MovieLens-100K's validation items
 #: (0.001 barely moves the weights); the pre-trained model may be selected, as in the paper.
@@ -77,7 +77,7 @@ def pretrain_neumf(
     finetune: dict | None = None,
     stage_config: Callable[[str, TrainConfig], TrainConfig] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
-    engine: Engine = Engine(),
+    **fit_options,
 ) -> PretrainResult:
     """Train GMF and MLP with ``config`` (unless given), then fine-tune NeuMF built from them.
 
@@ -88,7 +88,8 @@ def pretrain_neumf(
         gmf, mlp: parts trained already (e.g. loaded from checkpoints).
         stage_config: ``(stage, config) -> config`` for ``gmf``, ``mlp`` and
             ``neumf-pretrained`` (e.g. a checkpoint path each).
-        on_epoch, engine: passed to :func:`ncf_lib.train.fit` in every stage.
+        on_epoch, fit_options: passed to :func:`ncf_lib.train.fit` in every stage (e.g.
+            :func:`ncf_lib.scale.fit_options`'s).
     """
     stage = stage_config or (lambda _, c: c)
     fits: dict[str, FitResult | None] = {"gmf": None, "mlp": None}
@@ -96,7 +97,7 @@ def pretrain_neumf(
     for name in ("gmf", "mlp"):
         if parts[name] is None:
             fits[name] = train_model(
-                name, data, stage(name, config), model_config, on_epoch=on_epoch, engine=engine
+                name, data, stage(name, config), model_config, on_epoch=on_epoch, **fit_options
             )
             parts[name] = fits[name].model
     if alpha is None:
@@ -104,5 +105,5 @@ def pretrain_neumf(
     tuned = stage("neumf-pretrained", finetune_config(config, **(finetune or {})))
     seed_everything(tuned.seed)
     model = pretrained_neumf(parts["gmf"], parts["mlp"], alpha)
-    neumf = fit(model, data, tuned, on_epoch=on_epoch, engine=engine)
+    neumf = fit(model, data, tuned, on_epoch=on_epoch, **fit_options)
     return PretrainResult(fits["gmf"], fits["mlp"], neumf, alpha)

@@ -22,21 +22,21 @@ from torch import nn
 from tqdm import tqdm
 
 from ncf_lib.checkpoints import Checkpoint, TrainingState, restore_training, save_training
-from ncf_lib.dataset import EvalSet, NCFData
+from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError, TrainingDivergedError, WriteError
-from ncf_lib.metrics import Scorer, check_top_k, evaluate
+from ncf_lib.metrics import check_top_k, evaluate
 from ncf_lib.models import ModelConfig, Recommender, build_model, config_dict
 from ncf_lib.sampling import NegativeSampler, batches
 
-#: :func:`make_optimizer` builds the first two, :mod:`ncf_lib.scale.optimizers` all three.
-OPTIMIZERS = ("adam", "sgd", "sparse-adam")
+#: The optimisers :func:`make_optimizer` builds.
+OPTIMIZERS = ("adam", "sgd")
 #: The history column that ``TrainConfig.select_on`` maximises (``last``: the latest epoch).
 SELECTION = {"validation": "val_hr", "test": "test_hr", "last": None}
 #: ``TrainConfig.device``: ``auto`` is CUDA when available, else the CPU.
 DEVICES = ("auto", "cpu", "cuda")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Training hyper-parameters; the defaults are those of the paper's code.
 
@@ -44,8 +44,8 @@ class TrainConfig:
         epochs: passes over the training positives (each with fresh negatives).
         batch_size: rows (positives and negatives) per optimiser step.
         lr: learning rate.
-        optimizer: ``adam``, ``sgd`` (the paper fine-tunes pre-trained NeuMF with it) or
-            ``sparse-adam`` (updates only a batch's embedding rows: :mod:`ncf_lib.scale`).
+        optimizer: ``adam``, ``sgd`` (the paper fine-tunes pre-trained NeuMF with it) or,
+            for large catalogues, ``sparse-adam`` (:mod:`ncf_lib.scale.optimizers`).
         l2: weight of an L2 penalty on a batch's embedding rows, over the batch size (the
             tuned MF baseline uses it); not part of the logged loss.
         num_ng: sampled negatives per positive, re-drawn every epoch.
@@ -65,7 +65,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 256
     lr: float = 0.001
-    optimizer: str = field(default="adam", metadata={"choices": OPTIMIZERS})
+    optimizer: str = "adam"
     l2: float = 0.0
     num_ng: int = 4
     top_k: int = 10
@@ -88,7 +88,7 @@ class TrainConfig:
             "num_ng": (self.num_ng >= 0, "an integer of at least 0"),
             "top_k": (self.top_k >= 1, "an integer of at least 1"),
             "seed": (self.seed >= 0, "an integer of at least 0"),
-            "optimizer": (self.optimizer in OPTIMIZERS, ", ".join(OPTIMIZERS)),
+            "optimizer": (isinstance(self.optimizer, str) and bool(self.optimizer), "a name"),
             "select_on": (self.select_on in SELECTION, ", ".join(SELECTION)),
             "patience": (self.patience is None or self.patience >= 1, "None or at least 1"),
             "device": (self.device in DEVICES, ", ".join(DEVICES)),
@@ -142,10 +142,11 @@ def resolve_device(name: str = "auto") -> torch.device:
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """Adam or SGD at ``config.lr``, ``fused``: the default update in one pass over every
     parameter (NeuMF on MovieLens-1M: about 2x faster per step on a CPU)."""
-    if config.optimizer not in ("adam", "sgd"):
+    if config.optimizer not in OPTIMIZERS:
         raise ConfigError(
-            f"optimizer {config.optimizer!r} trains with "
-            "fit(..., engine=ncf_lib.scale.engine(config))"
+            f"optimizer (--optimizer) {config.optimizer!r}: make_optimizer builds "
+            f"{' or '.join(OPTIMIZERS)}; build another with fit(..., make_optimizer=...) "
+            "(ncf_lib.scale.fit_options builds sparse-adam)"
         )
     optimizer = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[config.optimizer]
     return optimizer(model.parameters(), lr=config.lr, fused=True)
@@ -154,19 +155,23 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 def add_l2_grad_(model: nn.Module, users: torch.Tensor, items: torch.Tensor, weight: float) -> None:
     """After ``backward``: add ``2 * weight * row`` to the ``.grad`` of each embedding row a
     batch uses, per use: the gradient of ``weight *`` their sum of squares, without a pass
-    through every table. Tables are told apart by name (``user`` or ``item``)."""
+    through every table (:func:`lookups`)."""
     with torch.no_grad():
-        for name, module in model.named_modules():
-            if isinstance(module, nn.Embedding):
-                ids = users if "user" in name else items
-                table = module.weight
-                if table.grad.is_sparse:  # sparse-adam: more (index, row) pairs
-                    penalty = torch.sparse_coo_tensor(
-                        ids[None], 2 * weight * table[ids], table.shape, check_invariants=False
-                    )
-                    table.grad = table.grad + penalty
-                else:
-                    table.grad.index_add_(0, ids, table[ids], alpha=2 * weight)
+        for table, ids in lookups(model, users, items):
+            table.weight.grad.index_add_(0, ids, table.weight[ids], alpha=2 * weight)
+
+
+def lookups(
+    model: nn.Module, users: torch.Tensor, items: torch.Tensor
+) -> list[tuple[nn.Embedding, torch.Tensor]]:
+    """Each embedding table of ``model`` with the ``(batch,)`` ids it is looked up with: the
+    models of :mod:`ncf_lib.models` name every user table ``..user_..`` (``user_embedding``,
+    ``gmf_user_embedding``, ``user_bias``) and look up every other table by item."""
+    return [
+        (module, users if "user" in name else items)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Embedding)
+    ]
 
 
 def train_epoch(
@@ -192,56 +197,6 @@ def train_epoch(
     return float(total) / rows
 
 
-class Processes:
-    """One process trains the model. :class:`ncf_lib.scale.distributed.Torchrun` is the same
-    interface under ``torchrun`` (sharded batches and evaluation, DDP, output from rank 0)."""
-
-    main = True  # this process prints, logs and writes the checkpoint
-
-    def check(self, config: TrainConfig) -> None:
-        """Refuse settings this way of training cannot run."""
-
-    def device(self, device: torch.device) -> torch.device:
-        return device
-
-    def wrap(self, model: nn.Module) -> nn.Module:
-        """What the training loop calls (the model itself, or a wrapper sharing its weights)."""
-        return model
-
-    def batches(self, tensors: tuple[torch.Tensor, ...], batch_size: int) -> Iterator[tuple]:
-        return batches(*tensors, batch_size=batch_size)
-
-    def mean(self, loss: float, device: torch.device) -> float:
-        return loss
-
-    def evaluate(self, scorer: Scorer, eval_set: EvalSet, k: int, device) -> dict[str, float]:
-        return evaluate(scorer, eval_set, k, device=device)
-
-
-def negative_sampler(data: NCFData, config: TrainConfig, device: torch.device) -> NegativeSampler:
-    """Each epoch's negatives, drawn with NumPy from ``config.seed``."""
-    return NegativeSampler(data, config.num_ng, config.seed, device)
-
-
-@dataclass(frozen=True)
-class Engine:
-    """What a faster or bigger run replaces in :func:`fit` (:func:`ncf_lib.scale.engine`);
-    by default this module's plain loop in one process.
-
-    Attributes:
-        processes: one process, or ``torchrun``'s.
-        train_epoch: ``(model, optimizer, batches, l2=...) -> mean loss``.
-        optimizer: ``(model, config) -> optimizer``.
-        sampler: ``(data, config, device) -> sampler`` with ``epoch()``, ``kind``, ``state()``
-            and ``load_state()``.
-    """
-
-    processes: Processes = field(default_factory=Processes)
-    train_epoch: Callable[..., float] = train_epoch
-    optimizer: Callable[[nn.Module, TrainConfig], torch.optim.Optimizer] = make_optimizer
-    sampler: Callable[[NCFData, TrainConfig, torch.device], NegativeSampler] = negative_sampler
-
-
 def fit(
     model: Recommender,
     data: NCFData,
@@ -249,7 +204,10 @@ def fit(
     *,
     on_epoch: Callable[[dict], None] | None = None,
     resume: Checkpoint | None = None,
-    engine: Engine = Engine(),
+    train_epoch: Callable[..., float] = train_epoch,
+    evaluate: Callable[..., dict[str, float]] = evaluate,
+    make_sampler: Callable[[NCFData, int, int, torch.device], NegativeSampler] = NegativeSampler,
+    make_optimizer: Callable[[nn.Module, TrainConfig], torch.optim.Optimizer] = make_optimizer,
 ) -> FitResult:
     """Train ``model`` on ``data``; return the history, with the selected epoch's weights.
 
@@ -261,31 +219,36 @@ def fit(
         on_epoch: called with each history row.
         resume: the checkpoint of an interrupted ``fit`` of the same model, data and config:
             it continues after its last epoch and ends with an uninterrupted run's numbers.
-        engine: what runs the loop (:class:`Engine`).
+        train_epoch: ``(model, optimizer, batches, *, l2) -> mean loss``, one epoch.
+        evaluate: ``(scorer, eval_set, k, *, device) -> {"hr", "ndcg"}``.
+        make_sampler: ``(data, num_ng, seed, device) -> sampler`` with ``epoch()``, ``kind``,
+            ``state()`` and ``load_state()``.
+        make_optimizer: ``(model, config) -> optimizer``.
+
+    The last four are what a bigger or faster run replaces (:func:`ncf_lib.scale.fit_options`
+    builds them for ``torchrun``, ``sparse-adam``, a GPU or hand-written gradients).
     """
     if config.select_on == "validation" and data.validation is None:
         raise ConfigError("select_on='validation' needs data built with validation=True")
     check_top_k(config.top_k, data.test.candidates.shape[1], "candidates per user")
-    procs = engine.processes
-    procs.check(config)
-    device = procs.device(resolve_device(config.device))
+    device = resolve_device(config.device)
     model.to(device)
     torch.manual_seed(config.seed)
-    sampler = engine.sampler(data, config, device)
-    optimizer = engine.optimizer(model, config)
-    trained = procs.wrap(model)
+    sampler = make_sampler(data, config.num_ng, config.seed, device)
+    optimizer = make_optimizer(model, config)
     state = TrainingState(next_epoch=0 if config.evaluate_start else 1)
     if resume is not None:
         state = restore_training(resume, model, optimizer, sampler)
-    writer = _writer(config.log_dir if procs.main else None)
+    writer = _writer(config.log_dir)
     started = time.perf_counter()
     while state.next_epoch <= config.epochs and not state.stopped:
         epoch, clock = state.next_epoch, time.perf_counter()
         loss = float("nan")  # epoch 0: the model as given, evaluated only
         if epoch > 0:
-            rows = sampler.epoch()
-            parts = _progress(procs.batches(rows, config.batch_size), rows, config, epoch, procs)
-            loss = procs.mean(engine.train_epoch(trained, optimizer, parts, l2=config.l2), device)
+            users, items, labels = sampler.epoch()
+            parts = _progress(batches(users, items, labels, batch_size=config.batch_size),
+                              users.shape[0], config, epoch)  # fmt: skip
+            loss = train_epoch(model, optimizer, parts, l2=config.l2)
             if not np.isfinite(loss):
                 raise TrainingDivergedError(_diverged(epoch, loss, config))
         row = {"epoch": epoch, "loss": loss, "train_seconds": time.perf_counter() - clock}
@@ -293,12 +256,12 @@ def fit(
         model.eval()
         for split, eval_set in (("val", data.validation), ("test", data.test)):
             if eval_set is not None:
-                metrics = procs.evaluate(model.score, eval_set, config.top_k, device)
+                metrics = evaluate(model.score, eval_set, config.top_k, device=device)
                 row[f"{split}_hr"], row[f"{split}_ndcg"] = metrics["hr"], metrics["ndcg"]
         row["eval_seconds"] = time.perf_counter() - clock
         _select(state, row, model, config)
         _log_epoch(writer, row)
-        if config.checkpoint is not None and procs.main:
+        if config.checkpoint is not None:
             save_training(config.checkpoint, model, data, asdict(config), state, optimizer, sampler)
         if on_epoch is not None:
             on_epoch(row)
@@ -346,14 +309,14 @@ def train_model(
     return fit(model, data, config, **kwargs)
 
 
-def _progress(parts: Iterator, rows: tuple, config: TrainConfig, epoch: int, procs) -> Iterator:
-    """The epoch's batches behind a progress bar, when ``config.progress`` and ``procs.main``."""
+def _progress(parts: Iterator, rows: int, config: TrainConfig, epoch: int) -> Iterator:
+    """The epoch's batches of ``rows`` rows behind a progress bar, when ``config.progress``."""
     return tqdm(
         parts,
-        total=-(-rows[0].shape[0] // config.batch_size),
+        total=-(-rows // config.batch_size),
         desc=f"epoch {epoch}/{config.epochs}",
         leave=False,
-        disable=not (config.progress and procs.main),
+        disable=not config.progress,
         mininterval=0.5,
     )
 

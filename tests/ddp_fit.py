@@ -36,8 +36,8 @@ def main() -> None:
             raise RuntimeError(f"rank {fail} fails on purpose after epoch {row['epoch']}")
 
     data = build_dataset(load_ratings(SHAPE), seed=42)
-    settings = config(batch)
-    result = train_model(model, data, settings, on_epoch=on_epoch, engine=scale.engine(settings))
+    settings, options = scale.fit_options(config(batch))
+    result = train_model(model, data, settings, on_epoch=on_epoch, **options)
     if ranks is None or ranks.main:
         torch.save({"state": result.model.state_dict(), "history": result.history}, out)
 

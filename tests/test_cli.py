@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from ncf_lib import scale
 from ncf_lib.cli import main
 from ncf_lib.ratings import load_ratings
 
@@ -151,10 +152,12 @@ def test_recommend_excludes_the_users_history(tmp_path, capsys):
 
 def _one_line_error(argv, capsys, *needles):
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     for needle in needles:
-        assert needle in err
+        assert needle in err, err
+    return captured.out
 
 
 def test_bad_arguments_are_one_line(tmp_path, capsys):
@@ -251,7 +254,8 @@ def test_every_training_setting_has_a_flag_with_its_default():
             action = actions[f.name]
             assert action.option_strings == ["--" + f.name.replace("_", "-")]
             assert action.help and "``" not in action.help, f.name
-            assert action.choices == f.metadata.get("choices"), f.name
+            expected = scale.OPTIMIZERS if f.name == "optimizer" else f.metadata.get("choices")
+            assert action.choices == expected, f.name
     assert "(default 256)" in actions["batch_size"].help
     assert actions["select_on"].choices == ("validation", "test", "last")
 
@@ -280,3 +284,17 @@ def test_resume_refuses_a_setting_that_differs_and_may_extend_the_epochs(tmp_pat
     assert "== gmf: 3 epochs, adam lr 0.002" in out
     shown = [line[:9] for line in out.splitlines() if line.startswith("epoch ")]
     assert shown == ["epoch 001", "epoch 002", "epoch 003"]  # the saved epoch, then two more
+
+
+COMMANDS = ("info", "train", "evaluate", "recommend", "similar", "export", "reproduce")
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
+def test_help_is_plain_text(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python -m ncf_lib")
+    for markup in ("``", ":func:", ":class:", ":mod:", ":data:", ":meth:"):
+        assert markup not in text, (command, markup)

@@ -14,7 +14,8 @@ from conftest import REPO
 from ncf_lib.dataset import build_dataset
 from ncf_lib.errors import ConfigError
 from ncf_lib.ratings import load_ratings
-from ncf_lib.scale.distributed import Ranks, shard
+from ncf_lib.scale.distributed import Ranks, check_supported, shard
+from ncf_lib.train import TrainConfig
 
 SCRIPT = REPO / "tests" / "ddp_fit.py"
 METRICS = ["loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg"]
@@ -67,7 +68,8 @@ def test_two_processes_train_what_one_process_trains(tmp_path, model):
 
 def test_shards_are_equal_disjoint_and_cut_to_a_multiple_of_the_ranks():
     rows = torch.arange(1003)  # 3 full batches of 300 and 103 rows: 102 kept, 34 per rank
-    shares = [list(shard((rows,), 300, Ranks(r, 3, r))) for r in range(3)]
+    global_batches = [(rows[i : i + 300],) for i in range(0, 1003, 300)]
+    shares = [list(shard(global_batches, Ranks(r, 3, r))) for r in range(3)]
     assert [len(s) for s in shares] == [4, 4, 4]  # every rank makes every step
     for step in range(4):
         sizes = {len(s[step][0]) for s in shares}
@@ -75,7 +77,7 @@ def test_shards_are_equal_disjoint_and_cut_to_a_multiple_of_the_ranks():
         together = torch.cat([s[step][0] for s in shares])
         assert torch.equal(together, rows[step * 300 : step * 300 + together.numel()])
     with pytest.raises(ConfigError, match="does not divide"):
-        next(shard((rows,), 301, Ranks(0, 2, 0)))
+        check_supported(TrainConfig(batch_size=301), Ranks(0, 2, 0))
 
 
 def test_an_uneven_epoch_does_not_hang_and_only_rank_zero_writes(tmp_path):

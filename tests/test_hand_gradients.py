@@ -42,7 +42,7 @@ def test_hand_gradients_are_autograds_bit_for_bit(name, layers):
 def test_training_with_the_engine_is_training_with_autograd(small_data, name, l2):
     config = TrainConfig(epochs=2, l2=l2, **QUICK)
     runs = [
-        train_model(name, small_data, config, engine=scale.engine(config, hand_gradients=hand))
+        train_model(name, small_data, config, **scale.fit_options(config, hand_gradients=hand)[1])
         for hand in (True, False)
     ]
     pd.testing.assert_frame_equal(runs[0].history[METRICS], runs[1].history[METRICS])
@@ -62,7 +62,7 @@ def _trained(model_class, data, hand: bool):
     seed_everything(0)
     model = model_class(data.n_users, data.n_items, ModelConfig(factor_num=8))
     config = TrainConfig(epochs=1, **QUICK)
-    return fit(model, data, config, engine=scale.engine(config, hand_gradients=hand)).model
+    return fit(model, data, config, **scale.fit_options(config, hand_gradients=hand)[1]).model
 
 
 def test_a_subclass_with_another_forward_trains_through_autograd(small_data):

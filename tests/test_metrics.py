@@ -11,6 +11,8 @@ import torch
 from ncf_lib.dataset import EvalSet
 from ncf_lib.errors import NonFiniteScoresError
 from ncf_lib.metrics import (
+    PopularityScorer,
+    RandomScorer,
     evaluate,
     full_ranking_metrics,
     hit_rate,
@@ -19,7 +21,7 @@ from ncf_lib.metrics import (
     sampled_metrics,
     standard_errors,
 )
-from ncf_lib.study.baselines import ItemKNNScorer, PopularityScorer, RandomScorer
+from ncf_lib.study.baselines import ItemKNNScorer
 
 
 def test_hand_computed_ranks_hr_ndcg():

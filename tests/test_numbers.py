@@ -19,6 +19,7 @@ import torch
 from ncf_lib.checkpoints import FORMAT, load_checkpoint
 from ncf_lib.cli import main
 from ncf_lib.dataset import build_dataset
+from ncf_lib.errors import ConfigError
 from ncf_lib.metrics import evaluate, full_ranking_metrics, full_ranks, rank_of_first
 from ncf_lib.models import ModelConfig, build_model
 from ncf_lib.ratings import Ratings, load_ratings
@@ -33,8 +34,8 @@ from ncf_lib.train import (
     train_model,
 )
 
-QUICK = dict(progress=False)
-SMALL = "synthetic:150x300x4500"
+QUICK = dict(progress=False, batch_size=256)
+SMALL_SHAPE = "synthetic:150x300x4500"
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,10 @@ def test_train_epoch_returns_the_row_weighted_mean_loss(small_data):
 def test_one_step_with_l2_is_sgd_on_the_penalised_loss(small_data, name, sparse):
     """``l2`` is the weight of the sum of squares of a batch's embedding rows divided by the
     batch size: one SGD step through train_epoch equals autograd's step on that loss, with
-    dense embedding gradients and with sparse ones (``sparse-adam``'s tables)."""
+    dense embedding gradients and with sparse ones (``sparse-adam``'s tables, trained by
+    ``ncf_lib.scale.optimizers.train_epoch``)."""
+    from ncf_lib.scale import optimizers
+
     users, items, labels = (t[:64] for t in epoch_arrays(small_data, 4, np.random.default_rng(1)))
     weight, lr = 0.5, 0.1
     models = []
@@ -171,8 +175,9 @@ def test_one_step_with_l2_is_sgd_on_the_penalised_loss(small_data, name, sparse)
     for module in by_library.modules():
         if isinstance(module, torch.nn.Embedding):
             module.sparse = sparse
-    train_epoch(by_library, torch.optim.SGD(by_library.parameters(), lr=lr),
-                [(users, items, labels)], l2=weight)  # fmt: skip
+    epoch = optimizers.train_epoch if sparse else train_epoch
+    epoch(by_library, torch.optim.SGD(by_library.parameters(), lr=lr),
+          [(users, items, labels)], l2=weight)  # fmt: skip
     penalty = sum(
         module(users if "user" in n else items).pow(2).sum()
         for n, module in by_hand.named_modules()
@@ -241,12 +246,12 @@ def test_resuming_keeps_the_earlier_best_epoch(small_data, spoiled):
 
 
 def test_the_printed_hr_is_the_checkpoints_hr(tmp_path, capsys):
-    argv = ["train", "--dataset", SMALL, "--model", "gmf", "--epochs", "2", "--no-progress",
+    argv = ["train", "--dataset", SMALL_SHAPE, "--model", "gmf", "--epochs", "2", "--no-progress",
             "--no-log", "--out", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
     printed = re.search(r"Best epoch \d+: HR = ([\d.]+), NDCG = ([\d.]+)", capsys.readouterr().out)
     ckpt = load_checkpoint(next(tmp_path.glob("*.pt")))
-    data = build_dataset(load_ratings(SMALL), **ckpt.data)
+    data = build_dataset(load_ratings(SMALL_SHAPE), **ckpt.data)
     direct = evaluate(ckpt.model.score, data.test)
     assert (float(printed[1]), float(printed[2])) == (
         round(direct["hr"], 3),
@@ -255,7 +260,7 @@ def test_the_printed_hr_is_the_checkpoints_hr(tmp_path, capsys):
 
 
 def test_evaluate_prints_each_scorers_numbers(tmp_path, capsys):
-    assert main(["train", "--dataset", SMALL, "--model", "gmf", "--epochs", "1",
+    assert main(["train", "--dataset", SMALL_SHAPE, "--model", "gmf", "--epochs", "1",
                  "--no-progress", "--no-log", "--out", str(tmp_path)]) == 0  # fmt: skip
     path = next(tmp_path.glob("*.pt"))
     capsys.readouterr()
@@ -265,7 +270,7 @@ def test_evaluate_prints_each_scorers_numbers(tmp_path, capsys):
         for line in capsys.readouterr().out.splitlines()[2:]
     }
     ckpt = load_checkpoint(path)
-    data = build_dataset(load_ratings(SMALL), **ckpt.data)
+    data = build_dataset(load_ratings(SMALL_SHAPE), **ckpt.data)
     for split, eval_set, exclude in (("validation", data.validation, None),
                                      ("test", data.test, data.validation)):  # fmt: skip
         sampled = evaluate(ckpt.model.score, eval_set)
@@ -314,7 +319,7 @@ def test_a_checkpoint_keeps_ids_settings_and_weights(small_ratings, tmp_path, na
 
 
 def test_per_user_ranks_are_the_ranks_the_metrics_count(wide):
-    from ncf_lib.study.baselines import per_user_ranks
+    from ncf_lib.metrics import per_user_ranks
 
     table, score = _table_scorer(wide.n_users, wide.n_items, seed=2)
     rows = per_user_ranks(score, wide)
@@ -632,11 +637,11 @@ def test_selecting_on_validation_needs_validation_items(small_ratings):
         fit(model, data, TrainConfig(epochs=1, **QUICK))
 
 
-def test_the_plain_optimizers_send_sparse_adam_to_the_engine():
+def test_the_cores_optimizers_send_sparse_adam_to_scale():
     from ncf_lib.train import make_optimizer
 
-    message = "optimizer 'sparse-adam' trains with fit(..., engine=ncf_lib.scale.engine(config))"
-    with pytest.raises(ValueError, match=re.escape(message)):
+    message = "make_optimizer builds adam or sgd; build another with fit(..., make_optimizer=...)"
+    with pytest.raises(ConfigError, match=re.escape(message)):
         make_optimizer(torch.nn.Linear(2, 1), TrainConfig(optimizer="sparse-adam"))
 
 

@@ -55,7 +55,7 @@ def test_dense_adam_moves_rows_a_batch_did_not_use():
 def test_the_engine_trains_sparse_adam_as_autograd_does(small_data, name, l2):
     config = TrainConfig(epochs=2, l2=l2, optimizer="sparse-adam", **QUICK)
     runs = [
-        train_model(name, small_data, config, engine=scale.engine(config, hand_gradients=hand))
+        train_model(name, small_data, config, **scale.fit_options(config, hand_gradients=hand)[1])
         for hand in (True, False)
     ]
     pd.testing.assert_frame_equal(runs[0].history[METRICS], runs[1].history[METRICS])
@@ -67,15 +67,15 @@ def test_the_engine_trains_sparse_adam_as_autograd_does(small_data, name, l2):
 
 def test_sparse_adam_resumes_as_if_never_stopped(small_data, tmp_path):
     config = TrainConfig(optimizer="sparse-adam", select_on="last", **QUICK)
-    engine = scale.engine(config, hand_gradients=True)
+    options = scale.fit_options(config, hand_gradients=True)[1]
     run = lambda epochs, **kw: train_model(  # noqa: E731
-        "neumf", small_data, replace(config, epochs=epochs, **kw), engine=engine
+        "neumf", small_data, replace(config, epochs=epochs, **kw), **options
     )
     whole = run(3)
     ckpt = tmp_path / "neumf.pt"
     run(2, checkpoint=str(ckpt))
     resumed = train_model(
-        "neumf", small_data, replace(config, epochs=3), resume=load_checkpoint(ckpt), engine=engine
+        "neumf", small_data, replace(config, epochs=3), resume=load_checkpoint(ckpt), **options
     )
     pd.testing.assert_frame_equal(
         whole.history[METRICS], resumed.history[METRICS], check_exact=True

@@ -14,12 +14,11 @@ from ncf_lib import scale
 from ncf_lib.checkpoints import load_checkpoint
 from ncf_lib.dataset import build_dataset
 from ncf_lib.errors import ConfigError, TrainingDivergedError
-from ncf_lib.metrics import evaluate
+from ncf_lib.metrics import PopularityScorer, evaluate
 from ncf_lib.models import ModelConfig, build_model
 from ncf_lib.pretraining import pretrained_neumf
 from ncf_lib.ratings import Ratings, load_ratings
 from ncf_lib.sampling import batches, epoch_arrays
-from ncf_lib.study.baselines import PopularityScorer
 from ncf_lib.synthetic import synthetic_ratings
 from ncf_lib.train import (
     TrainConfig,
@@ -190,7 +189,7 @@ LIMITS = {
     "num_ng": ([0], -1, "an integer of at least 0"),
     "top_k": ([1], 0, "an integer of at least 1"),
     "seed": ([0], -1, "an integer of at least 0"),
-    "optimizer": (["adam", "sgd", "sparse-adam"], "adamw", "adam, sgd, sparse-adam"),
+    "optimizer": (["adam", "sgd", "sparse-adam"], "", "a name"),
     "select_on": (["validation", "test", "last"], "train", "validation, test, last"),
     "patience": ([None, 1], 0, "None or at least 1"),
     "device": (["auto", "cpu", "cuda"], "tpu", "auto, cpu, cuda"),
@@ -236,7 +235,7 @@ def test_the_torch_sampler_trains_on_the_cpu_too(small_data):
     random stream (so other numbers than NumPy's)."""
     config = TrainConfig(epochs=2, **QUICK)
     runs = [
-        train_model("gmf", small_data, config, engine=scale.engine(config, sampler=s))
+        train_model("gmf", small_data, config, **scale.fit_options(config, sampler=s)[1])
         for s in ("torch", "torch", "numpy")
     ]
     pd.testing.assert_frame_equal(runs[0].history[METRICS], runs[1].history[METRICS])
@@ -294,17 +293,24 @@ def test_train_epoch_is_the_plain_loop(small_data):
     assert loss == pytest.approx(written_out, rel=1e-6)
 
 
-def test_the_engine_seam_is_one_process_by_default_and_torchrun_under_it(monkeypatch):
-    from ncf_lib.scale.distributed import Torchrun
-    from ncf_lib.train import Engine, Processes
+def test_fit_options_are_fits_defaults_in_one_process_and_torchrun_under_it(monkeypatch):
+    from ncf_lib.scale.distributed import TrainEpoch
+    from ncf_lib.scale.distributed import evaluate as evaluate_over_ranks
 
-    config = TrainConfig(**QUICK)
-    assert type(Engine().processes) is Processes and Engine().processes.main
-    assert type(scale.engine(config).processes) is Processes
+    config = TrainConfig(checkpoint="run.pt", log_dir="logs", **QUICK)
+    assert scale.fit_options(config) == (config, {})  # fit's own defaults
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    processes = scale.engine(config).processes
-    assert isinstance(processes, Torchrun) and not processes.main  # rank 1 writes nothing
+    monkeypatch.setattr("ncf_lib.scale.distributed.start", lambda ranks, device: device)
+    rank1, options = scale.fit_options(config)
+    assert isinstance(options["train_epoch"], TrainEpoch)
+    assert options["evaluate"] is evaluate_over_ranks
+    assert (rank1.checkpoint, rank1.log_dir, rank1.progress) == (None, None, False)
+
+
+def test_an_optimizer_fit_options_cannot_build_is_refused():
+    with pytest.raises(ConfigError, match="optimizer .--optimizer. must be one of adam, sgd"):
+        scale.fit_options(TrainConfig(optimizer="adamw"))
 
 
 def test_resuming_with_another_sampler_is_refused(small_data, tmp_path):
@@ -313,7 +319,7 @@ def test_resuming_with_another_sampler_is_refused(small_data, tmp_path):
     longer = replace(config, epochs=2, checkpoint=None)
     with pytest.raises(ConfigError, match="numpy sampler; resume it with that one, not the torch"):
         train_model("gmf", small_data, longer, resume=load_checkpoint(tmp_path / "run.pt"),
-                    engine=scale.engine(longer, sampler="torch"))  # fmt: skip
+                    **scale.fit_options(longer, sampler="torch")[1])  # fmt: skip
 
 
 def test_the_progress_bar_counts_each_epochs_batches(small_data, capsys):

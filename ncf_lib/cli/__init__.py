@@ -35,7 +35,7 @@ from ncf_lib.cli.flags import (
 from ncf_lib.dataset import build_dataset
 from ncf_lib.errors import CheckpointError, Interrupted, UserError
 from ncf_lib.files import atomic_write, check_writable
-from ncf_lib.metrics import evaluate
+from ncf_lib.metrics import PopularityScorer, evaluate, per_user_ranks
 from ncf_lib.models import MODELS, ModelConfig
 from ncf_lib.pretraining import FINETUNE
 from ncf_lib.ratings import find_ratings_file, load_ratings
@@ -44,7 +44,7 @@ from ncf_lib.runs.train import Pretraining, train_run
 from ncf_lib.scale.candidates import large_catalogue_candidates
 from ncf_lib.scale.distributed import from_environment
 from ncf_lib.scale.parse_cache import read_ratings_cached
-from ncf_lib.study.baselines import PopularityScorer, against_references, per_user_ranks
+from ncf_lib.study.baselines import against_references
 from ncf_lib.study.report import dataset_summary
 from ncf_lib.study.runner import reproduce
 from ncf_lib.train import TrainConfig, resolve_device
@@ -123,7 +123,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     config, model_config, name, num_ng_test = run_settings(args, resumed)
     config = replace(config, progress=not args.no_progress)
     sampler = args.sampler or (resumed.training["sampler"]["kind"] if resumed else "auto")
-    engine = scale.engine(config, hand_gradients=args.engine == "hand", sampler=sampler)
+    config, options = scale.fit_options(
+        config, hand_gradients=args.engine == "hand", sampler=sampler
+    )
     parts = {n: (p, load_checkpoint(p)) for n, p in (("gmf", args.gmf), ("mlp", args.mlp)) if p}
     resolve_device(config.device)
     check_writable(Path(args.resume).parent if args.resume else args.out, "--out")
@@ -152,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         log_dir=None if args.no_log else args.log_dir,
         resume=(args.resume, resumed) if resumed else None,
         pretraining=Pretraining(args.alpha, finetune, parts) if args.pretrain else None,
-        engine=engine, main=(ranks := from_environment()) is None or ranks.main,
+        fit_options=options, main=(ranks := from_environment()) is None or ranks.main,
         on_epoch=lambda row: _print_epoch(row, k), say=lambda line: print(line, flush=True),
     )  # fmt: skip
     best = result.best
@@ -287,8 +289,16 @@ def _command(commands, name: str, text: str, run, checkpoint: bool = False, **kw
     return parser
 
 
+#: What ``python -m ncf_lib --help`` says first (plain text: a terminal shows it as it is).
+DESCRIPTION = (
+    "Neural Collaborative Filtering (GMF, MLP, NeuMF) on MovieLens: train a model, evaluate "
+    "it, recommend movies and find similar ones, export its embeddings, or reproduce the "
+    "paper's results table. 'python -m ncf_lib COMMAND --help' shows a command's options."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ncf_lib", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ncf_lib", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     info = _command(commands, "info", "summarise a dataset and its leave-one-out split", cmd_info)
     add(info, "--num-ng-test", int, 99, "sampled negatives per held-out item (default 99)")
@@ -297,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = _command(commands, "train", TRAIN_HELP[0], cmd_train, description=TRAIN_HELP[1])
     train.set_defaults(dataset=None)  # ml-1m, or with --resume the checkpoint's
     add(train, "--model", tuple(MODELS), None, "the model (default neumf)")
-    add_config_flags(train, TrainConfig, skip=OWN_FIELDS)
+    add_config_flags(train, TrainConfig, skip=OWN_FIELDS, choices={"optimizer": scale.OPTIMIZERS})
     add_config_flags(train, ModelConfig)
     add(train, "--num-ng-test", int, None, "sampled negatives per held-out item (default 99)")
     add(train, "--pretrain", bool, False, "with --model neumf: pre-train GMF and MLP first")

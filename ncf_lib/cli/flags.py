@@ -7,7 +7,7 @@ import argparse
 import inspect
 import os
 import re
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +15,13 @@ import numpy as np
 from ncf_lib.checkpoints import Checkpoint
 from ncf_lib.errors import ConfigError
 from ncf_lib.files import check_writable
-from ncf_lib.models import ModelConfig
-from ncf_lib.runs.train import resumed_settings, shown
+from ncf_lib.models import ModelConfig, model_name
 from ncf_lib.train import TrainConfig
 
 #: ``TrainConfig`` fields set through the command line's own flags (--out, --log-dir,
 #: --no-progress) rather than a flag of their own.
 OWN_FIELDS = ("log_dir", "checkpoint", "progress")
-#: Settings a resumed run may change: ``--epochs`` extends it; the device is the machine's.
+#: Settings a resumed run may change: ``epochs`` extends it; the device is the machine's.
 MAY_CHANGE = ("epochs", "device")
 
 
@@ -62,10 +61,13 @@ def field_help(cls: type) -> dict[str, str]:
     return {k: re.sub(r":\w+:`~?([^`]+)`", r"\1", v).replace("``", "") for k, v in helps.items()}
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip=()) -> None:
+def add_config_flags(
+    parser: argparse.ArgumentParser, cls: type, skip=(), choices: dict | None = None
+) -> None:
     """A flag per field of the dataclass ``cls`` (``--batch-size`` for ``batch_size``), with
-    its type, ``choices`` metadata and docstring help; every flag defaults to ``None``
-    (not given), so that the config's own default, or a resumed run's value, applies."""
+    its type, choices (``choices[field]``, else the field's ``choices`` metadata) and
+    docstring help; every flag defaults to ``None`` (not given), so that the config's own
+    default, or a resumed run's value, applies."""
     helps = field_help(cls)
     for f in fields(cls):
         if f.name in skip:
@@ -81,7 +83,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip=()) -> Non
             flag(f.name),
             type=kind,
             nargs="+" if f.type.startswith("tuple") else None,
-            choices=f.metadata.get("choices"),
+            choices=(choices or {}).get(f.name, f.metadata.get("choices")),
             default=None,
             help=text,
         )
@@ -91,6 +93,38 @@ def _given(args: argparse.Namespace, cls: type) -> dict:
     """The fields of ``cls`` given as flags (not :data:`OWN_FIELDS`)."""
     names = [f.name for f in fields(cls) if f.name not in OWN_FIELDS]
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def shown(value) -> str:
+    """A value as it is written on the command line (a list: space-separated)."""
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def resumed_settings(path: str, resumed: Checkpoint, given: dict):
+    """``(TrainConfig, ModelConfig, model name, num_ng_test)`` of the run saved in ``path``.
+
+    ``given``: settings asked for now (fields of both configs, ``model``, ``num_ng_test``;
+    ``None``: not given). One that differs from the saved value is an error naming both,
+    except :data:`MAY_CHANGE`.
+    """
+    names = {f.name for f in fields(TrainConfig)}
+    saved = TrainConfig(**{k: v for k, v in resumed.train_config.items() if k in names})
+    before = {
+        **asdict(saved),
+        **asdict(resumed.model.config),
+        "model": model_name(resumed.model),
+        "num_ng_test": resumed.data["num_ng_test"],
+    }
+    for key, value in given.items():
+        same = value is None or np.array_equal(np.asarray(value), np.asarray(before[key]))
+        if not same and key not in MAY_CHANGE:
+            raise ConfigError(
+                f"--{key.replace('_', '-')} {shown(value)} conflicts with the resumed run "
+                f"({path}), trained with {key} {shown(before[key])}; drop the flag, or train "
+                "a new run"
+            )
+    config = replace(saved, **{k: given[k] for k in MAY_CHANGE if given.get(k) is not None})
+    return config, resumed.model.config, before["model"], before["num_ng_test"]
 
 
 def run_settings(args: argparse.Namespace, resumed: Checkpoint | None):

@@ -106,7 +106,7 @@ class Stages:
             f"batch {config.batch_size}, {config.num_ng} negatives per positive, "
             f"selecting on {config.select_on} =="
         )
-        return replace(config, checkpoint=str(checkpoint), log_dir=log_dir)
+        return replace(config, checkpoint=str(checkpoint) if self.main else None, log_dir=log_dir)
 
     def interrupted(self) -> str:
         """One line: what an interruption kept, and how to go on."""

@@ -1,57 +1,20 @@
-"""A training run as ``python -m ncf_lib train`` runs one: the settings of a new or resumed
-run (:func:`resumed_settings`), and its stages, one model or the three of NeuMF with
-pre-training, each writing its own checkpoint and logs (:func:`train_run`)."""
+"""A training run as ``python -m ncf_lib train`` runs one: one model or the three stages of
+NeuMF with pre-training, new or resumed, each writing its own checkpoint and logs
+(:func:`train_run`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, fields, replace
-
-import numpy as np
+from dataclasses import dataclass, field
 
 from ncf_lib.checkpoints import Checkpoint, check_same_data
 from ncf_lib.dataset import NCFData
-from ncf_lib.errors import CheckpointError, ConfigError, Interrupted
+from ncf_lib.errors import CheckpointError, Interrupted
 from ncf_lib.models import ModelConfig, model_name
 from ncf_lib.pretraining import pretrain_neumf
 from ncf_lib.runs.stages import Stages
-from ncf_lib.train import Engine, FitResult, TrainConfig, train_model
-
-#: Settings a resumed run may change: ``epochs`` extends it; the device is the machine's.
-MAY_CHANGE = ("epochs", "device")
-
-
-def shown(value) -> str:
-    """A value as it is written on the command line (a list: space-separated)."""
-    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-
-
-def resumed_settings(path: str, resumed: Checkpoint, given: dict):
-    """``(TrainConfig, ModelConfig, model name, num_ng_test)`` of the run saved in ``path``.
-
-    ``given``: settings asked for now (fields of both configs, ``model``, ``num_ng_test``;
-    ``None``: not given). One that differs from the saved value is an error naming both,
-    except :data:`MAY_CHANGE`.
-    """
-    names = {f.name for f in fields(TrainConfig)}
-    saved = TrainConfig(**{k: v for k, v in resumed.train_config.items() if k in names})
-    before = {
-        **asdict(saved),
-        **asdict(resumed.model.config),
-        "model": model_name(resumed.model),
-        "num_ng_test": resumed.data["num_ng_test"],
-    }
-    for key, value in given.items():
-        same = value is None or np.array_equal(np.asarray(value), np.asarray(before[key]))
-        if not same and key not in MAY_CHANGE:
-            raise ConfigError(
-                f"--{key.replace('_', '-')} {shown(value)} conflicts with the resumed run "
-                f"({path}), trained with {key} {shown(before[key])}; drop the flag, or train "
-                "a new run"
-            )
-    config = replace(saved, **{k: given[k] for k in MAY_CHANGE if given.get(k) is not None})
-    return config, resumed.model.config, before["model"], before["num_ng_test"]
+from ncf_lib.train import FitResult, TrainConfig, train_model
 
 
 @dataclass(frozen=True)
@@ -80,7 +43,7 @@ def train_run(
     log_dir: str | None = None,
     resume: tuple[str, Checkpoint] | None = None,
     pretraining: Pretraining | None = None,
-    engine: Engine = Engine(),
+    fit_options: dict | None = None,
     main: bool = True,
     on_epoch: Callable[[dict], None] = lambda row: None,
     say: Callable[[str], None] = print,
@@ -91,6 +54,8 @@ def train_run(
     Args:
         resume: ``(path, checkpoint)`` of an interrupted run on ``data``: it continues, and
             writes that checkpoint again.
+        fit_options: keyword arguments of :func:`ncf_lib.train.fit` for every stage (e.g.
+            :func:`ncf_lib.scale.fit_options`'s).
         main: this process writes (under ``torchrun``: rank 0 only).
         on_epoch: called with each history row (a resumed run's saved rows first).
         say: where stages are announced.
@@ -124,7 +89,7 @@ def train_run(
                 return pretrain_neumf(
                     data, config, model_config, alpha=pretraining.alpha,
                     finetune=pretraining.finetune, **trained, stage_config=stages.configure,
-                    on_epoch=each, engine=engine,
+                    on_epoch=each, **(fit_options or {}),
                 ).neumf  # fmt: skip
             stage = stages.configure(name, config)
             if resume is not None:
@@ -133,7 +98,7 @@ def train_run(
                     on_epoch(row)
             return train_model(
                 name, data, stage, model_config, on_epoch=each,
-                resume=resume[1] if resume else None, engine=engine,
+                resume=resume[1] if resume else None, **(fit_options or {}),
             )  # fmt: skip
         except KeyboardInterrupt:
             raise Interrupted(stages.interrupted()) from None

@@ -2,9 +2,10 @@
 
 ``torchrun --nproc-per-node N -m ncf_lib train ...`` (``--nnodes`` and a rendezvous address
 for several machines) starts N processes with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``
-set; :func:`ncf_lib.scale.engine` then gives :func:`ncf_lib.train.fit` :class:`Torchrun` as its
-processes, which trains the model wrapped in ``DistributedDataParallel`` and changes nothing
-else in the loop:
+set; :func:`ncf_lib.scale.fit_options` then joins the process group (:func:`fit_options`)
+and gives :func:`ncf_lib.train.fit` this rank's ``train_epoch`` (:class:`TrainEpoch`: the
+model wrapped in ``DistributedDataParallel``) and ``evaluate`` (:func:`evaluate`), which
+change nothing else in the loop:
 
 * every rank builds the same epoch (same seed, same negatives, same shuffle) and takes its
   contiguous share of each global batch (:func:`shard`): ``batch_size`` stays the global
@@ -14,7 +15,7 @@ else in the loop:
   a multiple of N rows (at most N - 1 of the epoch's rows are left out), so no rank waits
   for a step that another does not make;
 * evaluation is split over the ranks and their ranks gathered (:func:`evaluate`);
-* only rank 0 prints, logs and writes the checkpoint.
+* only rank 0 prints, logs and writes the checkpoint: the other ranks' config has none.
 
 Backends: ``nccl`` on CUDA, ``gloo`` on CPU. Collectives time out after
 :data:`TIMEOUT_MINUTES`, and ``torchrun`` stops every rank when one fails, so a failing rank
@@ -25,16 +26,17 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 
 import torch
 import torch.distributed as dist
 
+from ncf_lib import train
 from ncf_lib.dataset import EvalSet
 from ncf_lib.errors import ConfigError
 from ncf_lib.metrics import Scorer, check_top_k, hit_rate, ndcg, sampled_ranks
-from ncf_lib.train import Processes, TrainConfig
+from ncf_lib.train import TrainConfig
 
 #: How long a rank waits in a collective for the others before failing.
 TIMEOUT_MINUTES = 10
@@ -77,7 +79,7 @@ def start(ranks: Ranks, device: torch.device) -> torch.device:
     return device
 
 
-def check_supported(config: TrainConfig) -> None:
+def check_supported(config: TrainConfig, ranks: Ranks) -> None:
     """Settings the multi-process path does not handle yet."""
     if config.l2:
         raise ConfigError(
@@ -89,27 +91,25 @@ def check_supported(config: TrainConfig) -> None:
             "optimizer (--optimizer) sparse-adam: sparse gradients are not averaged by DDP "
             "here; use adam or sgd with torchrun"
         )
+    if config.batch_size % ranks.world:
+        raise ConfigError(
+            f"batch_size (--batch-size) is the global batch; {config.batch_size} does not "
+            f"divide into {ranks.world} equal shares"
+        )
 
 
 def shard(
-    tensors: tuple[torch.Tensor, ...], batch_size: int, ranks: Ranks
+    batches: Iterable[tuple[torch.Tensor, ...]], ranks: Ranks
 ) -> Iterator[tuple[torch.Tensor, ...]]:
-    """This rank's share of each global batch of ``batch_size`` rows of the epoch's
-    ``(n,)`` tensors: rows ``[start + r * b, start + (r + 1) * b)`` with ``b`` the global
-    batch divided by the number of ranks. The last batch is cut to a multiple of the
-    number of ranks; a global batch that does not divide evenly is refused."""
-    if batch_size % ranks.world:
-        raise ConfigError(
-            f"batch_size (--batch-size) is the global batch; {batch_size} does not divide "
-            f"into {ranks.world} equal shares"
-        )
-    n = tensors[0].shape[0]
-    for start in range(0, n, batch_size):
-        rows = min(batch_size, n - start) // ranks.world  # this batch's share of each rank
+    """This rank's share of each global batch: rows ``[r * b, (r + 1) * b)`` with ``b`` the
+    batch's rows divided by the number of ranks (rounded down: the last, shorter batch is
+    cut to a multiple of the number of ranks)."""
+    for batch in batches:
+        rows = batch[0].shape[0] // ranks.world
         if rows == 0:
             return
-        begin = start + ranks.rank * rows
-        yield tuple(t[begin : begin + rows] for t in tensors)
+        begin = ranks.rank * rows
+        yield tuple(t[begin : begin + rows] for t in batch)
 
 
 def mean_over_ranks(value: float, device: torch.device) -> float:
@@ -119,7 +119,9 @@ def mean_over_ranks(value: float, device: torch.device) -> float:
     return float(total[0]) / dist.get_world_size()
 
 
-def evaluate(scorer: Scorer, eval_set: EvalSet, k: int, device: torch.device) -> dict[str, float]:
+def evaluate(
+    scorer: Scorer, eval_set: EvalSet, k: int = 10, *, device: torch.device | str = "cpu"
+) -> dict[str, float]:
     """:func:`ncf_lib.metrics.evaluate` with the users split over the ranks: each ranks the
     held-out items of a contiguous share, and the shares are summed into every rank's
     ``(users,)`` ranks, so every rank gets the one-process numbers."""
@@ -135,28 +137,42 @@ def evaluate(scorer: Scorer, eval_set: EvalSet, k: int, device: torch.device) ->
     return {"hr": hit_rate(ranks, k), "ndcg": ndcg(ranks, k)}
 
 
-class Torchrun(Processes):
-    """:class:`ncf_lib.train.Processes` for one rank of a ``torchrun`` run."""
+class TrainEpoch:
+    """:func:`ncf_lib.train.fit`'s ``train_epoch`` for one rank: ``inner`` (by default
+    :func:`ncf_lib.train.train_epoch`) on the model wrapped in ``DistributedDataParallel``
+    (once per model), over this rank's :func:`shard` of each global batch; returns the mean
+    loss over the ranks."""
 
-    def __init__(self, ranks: Ranks) -> None:
-        self.ranks = ranks
-        self.main = ranks.main
+    def __init__(self, ranks: Ranks, inner: Callable[..., float] = train.train_epoch) -> None:
+        self.ranks, self.inner = ranks, inner
+        self.model: torch.nn.Module | None = None
+        self.wrapped: torch.nn.Module | None = None
 
-    def check(self, config: TrainConfig) -> None:
-        check_supported(config)
-
-    def device(self, device: torch.device) -> torch.device:
-        return start(self.ranks, device)
-
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        ids = [self.ranks.local_rank] if next(model.parameters()).is_cuda else None
-        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-    def batches(self, tensors: tuple[torch.Tensor, ...], batch_size: int) -> Iterator[tuple]:
-        return shard(tensors, batch_size, self.ranks)
-
-    def mean(self, loss: float, device: torch.device) -> float:
+    def __call__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batches: Iterable[tuple[torch.Tensor, ...]],
+        *,
+        l2: float = 0.0,
+    ) -> float:
+        device = next(model.parameters()).device
+        if self.model is not model:  # DDP syncs rank 0's weights to every rank here
+            ids = [self.ranks.local_rank] if device.type == "cuda" else None
+            self.model = model
+            self.wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        loss = self.inner(self.wrapped, optimizer, shard(batches, self.ranks), l2=l2)
         return mean_over_ranks(loss, device)
 
-    def evaluate(self, scorer: Scorer, eval_set: EvalSet, k: int, device) -> dict[str, float]:
-        return evaluate(scorer, eval_set, k, device)
+
+def fit_options(
+    ranks: Ranks, config: TrainConfig, inner: Callable[..., float] = train.train_epoch
+) -> tuple[TrainConfig, dict]:
+    """Join the process group and return this rank's ``(config, keyword arguments)`` of
+    :func:`ncf_lib.train.fit`: ranks other than 0 write no checkpoint, no logs and show no
+    progress bar."""
+    check_supported(config, ranks)
+    start(ranks, train.resolve_device(config.device))
+    if not ranks.main:
+        config = replace(config, checkpoint=None, log_dir=None, progress=False)
+    return config, {"train_epoch": TrainEpoch(ranks, inner), "evaluate": evaluate}

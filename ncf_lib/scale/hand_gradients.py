@@ -8,7 +8,7 @@ give, bit for bit (tested for each model), with public PyTorch operators and no 
 It is chosen by the **exact class** (:func:`supports`): a subclass, a model whose
 ``forward`` was replaced, a changed tower, dropout, a model wrapped for DDP, or any class of
 your own trains through autograd, so what you write is what is trained. It is opt-in:
-``fit(..., engine=ncf_lib.scale.engine(config, hand_gradients=True))``, or
+``fit(..., train_epoch=ncf_lib.scale.hand_gradients.train_epoch)``, or
 ``--engine hand`` on the command line; by default everything trains with autograd.
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from ncf_lib import train
 from ncf_lib.models import GMF, MF, MLP, NeuMF, Recommender
+from ncf_lib.scale import optimizers
 
 
 def supports(model: nn.Module) -> bool:
@@ -54,16 +54,17 @@ def train_epoch(
     l2: float = 0.0,
 ) -> float:
     """:func:`ncf_lib.train.train_epoch` with :func:`loss_and_grads_` in place of
-    ``zero_grad``, forward and ``backward``: the same updates. A model :func:`supports`
-    refuses trains with :func:`ncf_lib.train.train_epoch` itself. Returns the mean loss."""
+    ``zero_grad``, forward and ``backward``: the same updates, with dense or sparse
+    (``sparse-adam``) gradients. A model :func:`supports` refuses trains with autograd
+    (:func:`ncf_lib.scale.optimizers.train_epoch`). Returns the mean loss."""
     if not supports(model):
-        return train.train_epoch(model, optimizer, batches, l2=l2)
+        return optimizers.train_epoch(model, optimizer, batches, l2=l2)
     model.train()
     total, rows = torch.zeros(()), 0
     for users, items, labels in batches:
         loss = loss_and_grads_(model, users, items, labels)
         if l2:
-            train.add_l2_grad_(model, users, items, l2 / labels.shape[0])
+            optimizers.add_l2_grad_(model, users, items, l2 / labels.shape[0])
         optimizer.step()
         total += loss * labels.shape[0]
         rows += labels.shape[0]

@@ -1,4 +1,5 @@
-"""A row-sparse Adam for large catalogues (``TrainConfig(optimizer="sparse-adam")``).
+"""A row-sparse Adam for large catalogues (``TrainConfig(optimizer="sparse-adam")``, trained
+through :func:`ncf_lib.scale.fit_options`: :func:`make_optimizer` and :func:`train_epoch`).
 
 Dense Adam updates every row of every embedding table at every step (a row a batch did not
 use still moves, driven by its momentum), so a step costs time proportional to the tables:
@@ -12,6 +13,8 @@ moments of a row advance only when the row is used, like ``LazyAdam`` in tensorf
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -67,3 +70,44 @@ def make_optimizer(model: nn.Module, config: TrainConfig):
     if config.optimizer == "sparse-adam":
         return SparseRowAdam(model, config.lr)
     return train.make_optimizer(model, config)
+
+
+def add_l2_grad_(model: nn.Module, users: torch.Tensor, items: torch.Tensor, weight: float) -> None:
+    """:func:`ncf_lib.train.add_l2_grad_` for tables with sparse gradients too: for those the
+    penalty's ``2 * weight * row`` per use joins the gradient as more ``(index, row)`` pairs;
+    a dense table gets the core's update."""
+    with torch.no_grad():
+        for table, ids in train.lookups(model, users, items):
+            weights = table.weight
+            if weights.grad.is_sparse:
+                penalty = torch.sparse_coo_tensor(
+                    ids[None], 2 * weight * weights[ids], weights.shape, check_invariants=False
+                )
+                weights.grad = weights.grad + penalty
+            else:
+                weights.grad.index_add_(0, ids, weights[ids], alpha=2 * weight)
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: SparseRowAdam,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    *,
+    l2: float = 0.0,
+) -> float:
+    """:func:`ncf_lib.train.train_epoch` for :class:`SparseRowAdam`, whose tables have
+    sparse gradients: the same steps, with :func:`add_l2_grad_` for ``l2``."""
+    if not l2:
+        return train.train_epoch(model, optimizer, batches)
+    model.train()
+    loss_fn = nn.BCEWithLogitsLoss()
+    total, rows = 0.0, 0
+    for users, items, labels in batches:
+        optimizer.zero_grad()
+        loss = loss_fn(model(users, items), labels)
+        loss.backward()
+        add_l2_grad_(model, users, items, l2 / labels.shape[0])
+        optimizer.step()
+        total += loss.detach() * labels.shape[0]
+        rows += labels.shape[0]
+    return float(total) / rows

@@ -16,7 +16,7 @@ class TorchSampler:
     table on the device and draws every epoch there (same rules: uniform with
     replacement, training positives redrawn, rows shuffled). The random stream is torch's,
     so results differ from :class:`~ncf_lib.sampling.NegativeSampler`'s for the same seed
-    (:func:`ncf_lib.scale.engine` uses it on CUDA only, so CPU runs are unchanged).
+    (:func:`ncf_lib.scale.fit_options` uses it on CUDA only, so CPU runs are unchanged).
 
     Args:
         data: the dataset.

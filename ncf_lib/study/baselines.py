@@ -1,4 +1,5 @@
-"""Baselines beside NCF: popularity, random, item-based kNN, EASE, PureSVD, iALS, tuned MF.
+"""Baselines beside NCF: item-based kNN, EASE, PureSVD, iALS, tuned MF (popularity and
+random scores, the references, are :mod:`ncf_lib.metrics`'s).
 
 All are scorers with the models' interface, ``scorer(users (n,), items (n, c)) -> (n, c)``,
 so the same metrics rank them. Each tuned setting is chosen on the validation items.
@@ -14,7 +15,13 @@ import torch
 
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError, DataError
-from ncf_lib.metrics import Scorer, evaluate, full_ranking_metrics, full_ranks, sampled_ranks
+from ncf_lib.metrics import (
+    PopularityScorer,
+    RandomScorer,
+    Scorer,
+    evaluate,
+    full_ranking_metrics,
+)
 from ncf_lib.models import ModelConfig
 from ncf_lib.train import FitResult, TrainConfig, train_model
 
@@ -30,31 +37,6 @@ SVD_RANK_GRID = (5, 10, 20, 50, 100, 200)
 #: observed pair relative to an unobserved one (``alpha``; the unobserved weight of Rendle
 #: et al. 2022 is ``1 / alpha`` with the L2 weight divided by ``alpha``).
 IALS_GRID = {"factors": (16, 32, 64), "l2": (1.0, 10.0, 50.0), "alpha": (2.0, 5.0, 20.0)}
-
-
-@dataclass(frozen=True)
-class PopularityScorer:
-    """Scores an item by how many users trained on it (ItemPop), the same for every user."""
-
-    counts: torch.Tensor
-
-    @classmethod
-    def fit(cls, data: NCFData) -> PopularityScorer:
-        return cls(torch.from_numpy(np.bincount(data.train_items, minlength=data.n_items)).double())
-
-    def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self.counts.to(items.device)[items]
-
-
-@dataclass(frozen=True)
-class RandomScorer:
-    """Uniform random scores (expected HR@10 with 100 candidates: 0.10)."""
-
-    seed: int = 0
-
-    def __call__(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(self.seed)
-        return torch.rand(items.shape, generator=gen, dtype=torch.float64).to(items.device)
 
 
 def against_references(model: Scorer, data: NCFData, k: int = 10, seed: int = 0) -> pd.DataFrame:
@@ -306,26 +288,3 @@ def tune_mf(
     fits = {l2: train_model("mf", data, replace(config, l2=l2), model_config) for l2 in grid}
     best = max(grid, key=lambda l2: fits[l2].best["val_hr"])
     return best, fits[best]
-
-
-def per_user_ranks(scorer: Scorer, data: NCFData) -> pd.DataFrame:
-    """One row per held-out item: ``user_id, split, item_id, rank, full_rank`` (original
-    ids; 0-based ranks among the sampled candidates and among every item the user did not
-    train on, as :func:`~ncf_lib.metrics.evaluate` and
-    :func:`~ncf_lib.metrics.full_ranking_metrics` count them)."""
-    frames = []
-    for split, eval_set in (("validation", data.validation), ("test", data.test)):
-        if eval_set is not None:
-            exclude = data.validation if split == "test" else None
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "user_id": data.user_ids[eval_set.users],
-                        "split": split,
-                        "item_id": data.item_ids[eval_set.items],
-                        "rank": sampled_ranks(scorer, eval_set).numpy(),
-                        "full_rank": full_ranks(scorer, data, eval_set, exclude=exclude).numpy(),
-                    }
-                )
-            )
-    return pd.concat(frames, ignore_index=True)

@@ -88,11 +88,6 @@ def correction(
     return np.linalg.lstsq(lhs, rhs, rcond=None)[0]
 
 
-def corrected_mean(sampled_ranks: np.ndarray, table: np.ndarray) -> float:
-    """The corrected estimate of a metric: the mean of ``table`` at the sampled ranks."""
-    return float(np.mean(table[np.asarray(sampled_ranks, dtype=np.int64)]))
-
-
 @cache
 def _tables(n: int, m: int, k: int, gamma: float) -> np.ndarray:
     """``(m + 1, 2)`` corrected HR@k and NDCG@k tables for pools of ``n`` items (cached: every

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ import torch
 from ncf_lib.dataset import NCFData, build_dataset
 from ncf_lib.errors import ConfigError
 from ncf_lib.metrics import (
+    PopularityScorer,
     Scorer,
     full_ranking_metrics,
     hit_rate,
@@ -56,7 +57,6 @@ from ncf_lib.scale.candidates import large_catalogue_candidates
 from ncf_lib.study import baselines
 from ncf_lib.study.baselines import (
     ItemKNNScorer,
-    PopularityScorer,
     PureSVD,
     ease,
     ials,
@@ -227,11 +227,23 @@ def _metrics_row(scorer: Scorer, data: NCFData) -> dict[str, float]:
     return row
 
 
+@dataclass
+class Trained:
+    """What one run's model builder returns: the scorer of a model without trained epochs,
+    or the selection fit and, with ``refit``, the refit model and the peeking numbers."""
+
+    scorer: Scorer | None = None
+    params: str = ""
+    result: FitResult | None = None
+    refit: torch.nn.Module | None = None
+    peek: dict = field(default_factory=dict)
+
+
 def run_one(
     spec: RunSpec, data: NCFData, full: NCFData | None = None, *, parts: dict | None = None
 ) -> tuple[dict, FitResult | None]:
     """Train and evaluate one spec. Returns its CSV row and the selection run's fit
-    (``None`` for ItemPop).
+    (``None`` for the models without trained epochs).
 
     Args:
         spec: the run.
@@ -244,61 +256,103 @@ def run_one(
     if spec.refit and full is None:
         raise ConfigError("refit needs the split without validation (full)")
     clock = time.perf_counter()
-    parts = {} if parts is None else parts
-    params, result, refit_model, peek = "", None, None, {}
-    tested = full if spec.refit else data  # what the final model is fitted on and tested
-    if spec.model == "itempop":
-        scorer = PopularityScorer.fit(tested)
-    elif spec.model == "itemknn":
-        k = tune_itemknn(data)
-        scorer, params = ItemKNNScorer.fit(tested, k), f"k={k}"
-    elif spec.model == "puresvd":
-        rank = tune_puresvd(data)
-        scorer, params = PureSVD.fit(tested).rank(rank), f"rank={rank}"
-    elif spec.model == "ease":
-        l2 = tune_ease(data)
-        scorer, params = ease(tested, l2), f"l2={l2:g}"
-    elif spec.model == "ials":
-        config = tune_ials(data, seed=spec.seed)
-        scorer, params = ials(tested, config), str(config)
-    elif spec.model == "mf":
-        best_l2, result = tune_mf(data, spec.train_config(), spec.model_config())
-        params = f"l2={best_l2:g}"
-        if spec.refit:
-            refit_model, peek = _refit("mf", spec, full, result.best_epoch, l2=best_l2)
-    elif spec.model == "neumf-pre":
-        gmf, mlp = (_part(name, spec, data, parts)[0] for name in ("gmf", "mlp"))
-        pre = pretrain_neumf(
-            data, spec.train_config(), spec.model_config(), alpha=None, gmf=gmf, mlp=mlp
-        )
-        result, config = pre.neumf, finetune_config(spec.train_config())
-        params = f"alpha={pre.alpha:g} {config.optimizer} lr={config.lr:g}"
-        if spec.refit:
-            gmf, mlp = (_part(name, spec, data, parts, full)[1][0] for name in ("gmf", "mlp"))
-            refit_model, peek = _fit_and_peek(
-                pretrained_neumf(gmf, mlp, pre.alpha), full, config, result.best_epoch
-            )
-    elif spec.model in ("gmf", "mlp"):
-        _, refit, result = _part(spec.model, spec, data, parts, full if spec.refit else None)
-        refit_model, peek = refit if refit is not None else (None, {})
-    else:
-        result = train_model(spec.model, data, spec.train_config(), spec.model_config())
-        if spec.refit:
-            refit_model, peek = _refit(spec.model, spec, full, result.best_epoch)
+    refit_on = full if spec.refit else None
+    tested = data if refit_on is None else refit_on  # what the final model is fitted on
+    build = BUILDERS.get(spec.model, _trained)
+    trained = build(spec, data, refit_on, {} if parts is None else parts)
+    result, scorer = trained.result, trained.scorer
     if result is not None:
-        scorer = (refit_model if refit_model is not None else result.model).eval().score
+        scorer = (trained.refit if trained.refit is not None else result.model).eval().score
     row = {
         "key": spec.key,
         **asdict(spec),
-        "params": params,
+        "params": trained.params,
         "epoch": 0 if result is None else result.best_epoch,
         "val_hr@10": np.nan if result is None else result.best["val_hr"],
         "selected_hr@10": np.nan if result is None else result.best["test_hr"],
         **_metrics_row(scorer, tested),
-        **{f"peek_{k}": peek.get(k, np.nan) for k in ("epoch", "hr@10", "ndcg@10")},
+        **{f"peek_{k}": trained.peek.get(k, np.nan) for k in ("epoch", "hr@10", "ndcg@10")},
         "seconds": time.perf_counter() - clock,
     }
     return row, result
+
+
+# Each builder: (spec, data with validation, the data to refit on or None, the parts' cache);
+# a model without trained epochs is fitted on the refit data when given.
+def _itempop(spec: RunSpec, data: NCFData, full: NCFData | None, parts: dict) -> Trained:
+    return Trained(PopularityScorer.fit(data if full is None else full))
+
+
+def _itemknn(spec: RunSpec, data: NCFData, full: NCFData | None, parts: dict) -> Trained:
+    k = tune_itemknn(data)
+    return Trained(ItemKNNScorer.fit(data if full is None else full, k), f"k={k}")
+
+
+def _puresvd(spec: RunSpec, data: NCFData, full: NCFData | None, parts: dict) -> Trained:
+    rank = tune_puresvd(data)
+    return Trained(PureSVD.fit(data if full is None else full).rank(rank), f"rank={rank}")
+
+
+def _ease(spec: RunSpec, data: NCFData, full: NCFData | None, parts: dict) -> Trained:
+    l2 = tune_ease(data)
+    return Trained(ease(data if full is None else full, l2), f"l2={l2:g}")
+
+
+def _ials(spec: RunSpec, data: NCFData, full: NCFData | None, parts: dict) -> Trained:
+    config = tune_ials(data, seed=spec.seed)
+    return Trained(ials(data if full is None else full, config), str(config))
+
+
+def _mf(spec: RunSpec, data: NCFData, full: NCFData | None, parts: dict) -> Trained:
+    l2, result = tune_mf(data, spec.train_config(), spec.model_config())
+    trained = Trained(params=f"l2={l2:g}", result=result)
+    if full is not None:
+        trained.refit, trained.peek = _refit("mf", spec, full, result.best_epoch, l2=l2)
+    return trained
+
+
+def _gmf_or_mlp(spec: RunSpec, data: NCFData, full: NCFData | None, parts: dict) -> Trained:
+    part = _part(spec.model, spec, data, parts, full)
+    refit, peek = part.refit if part.refit is not None else (None, {})
+    return Trained(result=part.result, refit=refit, peek=peek)
+
+
+def _neumf_pre(spec: RunSpec, data: NCFData, full: NCFData | None, parts: dict) -> Trained:
+    gmf, mlp = (_part(name, spec, data, parts).result.model for name in ("gmf", "mlp"))
+    pre = pretrain_neumf(
+        data, spec.train_config(), spec.model_config(), alpha=None, gmf=gmf, mlp=mlp
+    )
+    config = finetune_config(spec.train_config())
+    params = f"alpha={pre.alpha:g} {config.optimizer} lr={config.lr:g}"
+    trained = Trained(params=params, result=pre.neumf)
+    if full is not None:
+        gmf, mlp = (_part(name, spec, data, parts, full).refit[0] for name in ("gmf", "mlp"))
+        neumf = pretrained_neumf(gmf, mlp, pre.alpha)
+        trained.refit, trained.peek = _fit_and_peek(neumf, full, config, pre.neumf.best_epoch)
+    return trained
+
+
+def _trained(spec: RunSpec, data: NCFData, full: NCFData | None, parts: dict) -> Trained:
+    """A model of :mod:`ncf_lib.models` trained as it is (NeuMF without pre-training)."""
+    result = train_model(spec.model, data, spec.train_config(), spec.model_config())
+    trained = Trained(result=result)
+    if full is not None:
+        trained.refit, trained.peek = _refit(spec.model, spec, full, result.best_epoch)
+    return trained
+
+
+#: How :func:`run_one` builds each model of the grid (any other: :func:`_trained`).
+BUILDERS = {
+    "itempop": _itempop,
+    "itemknn": _itemknn,
+    "puresvd": _puresvd,
+    "ease": _ease,
+    "ials": _ials,
+    "mf": _mf,
+    "gmf": _gmf_or_mlp,
+    "mlp": _gmf_or_mlp,
+    "neumf-pre": _neumf_pre,
+}
 
 
 def _refit(
@@ -336,18 +390,28 @@ def _fit_and_peek(
     }
 
 
-def _part(name: str, spec: RunSpec, data: NCFData, parts: dict, full: NCFData | None = None):
-    """``[selection model, (refit model, peeking metrics) or None, selection fit]`` of a GMF
-    or MLP, cached."""
+@dataclass
+class Part:
+    """A GMF or MLP of the grid, trained once and shared by the runs that need it: its
+    selection fit and, once a refit run asked for it, ``(refit model, peeking numbers)``."""
+
+    result: FitResult
+    refit: tuple[torch.nn.Module, dict] | None = None
+
+
+def _part(
+    name: str, spec: RunSpec, data: NCFData, parts: dict, full: NCFData | None = None
+) -> Part:
+    """The cached GMF or MLP of ``spec``'s factors, seed, epochs, negatives and depth (refit
+    on ``full`` when given and not yet refit)."""
     key = (name, spec.factors, spec.seed, spec.epochs, spec.num_ng, spec.depth)
     if key not in parts:
-        result = train_model(
-            name, data, replace(spec, model=name).train_config(), spec.model_config()
-        )
-        parts[key] = [result.model, None, result]
-    if full is not None and parts[key][1] is None:
-        parts[key][1] = _refit(name, spec, full, parts[key][2].best_epoch)
-    return parts[key]
+        config = replace(spec, model=name).train_config()
+        parts[key] = Part(train_model(name, data, config, spec.model_config()))
+    part = parts[key]
+    if full is not None and part.refit is None:
+        part.refit = _refit(name, spec, full, part.result.best_epoch)
+    return part
 
 
 def build_splits(ratings, seed: int = 42) -> tuple[NCFData, NCFData]:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ncf_lib.dataset import NCFData
+from ncf_lib.files import atomic_write
 from ncf_lib.plots import plot_history
 from ncf_lib.study.grid import MODEL_NAMES
 from ncf_lib.study.plots import plot_hr_at_k, plot_orderings, plot_study
@@ -114,10 +115,25 @@ def markdown_summary(table: pd.DataFrame) -> str:
 def write_report(
     results: pd.DataFrame, histories: pd.DataFrame, out: str | Path, dataset: str
 ) -> Path:
-    """``summary.md`` (tables: ours, mean ± std over seeds, and published ML-1M numbers)
-    and the studies' plots as PNG files in ``out``."""
+    """``summary.md`` (:func:`report_page`) and the plots of :func:`report_figures` as PNG
+    files in ``out``; returns the page's path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    figures = report_figures(results, histories, dataset)
+    for name, fig in figures.items():
+        with atomic_write(out / f"{name}.png") as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+    path = out / "summary.md"
+    with atomic_write(path) as tmp:
+        tmp.write_text(report_page(results, dataset, list(figures)))
+    return path
+
+
+def report_figures(results: pd.DataFrame, histories: pd.DataFrame, dataset: str) -> dict:
+    """``{name: matplotlib figure}``: HR@K of the main table's models, the sampled,
+    corrected and full-ranking orders, each study's plot and the first seed's training
+    curves (each when the results hold what it shows)."""
     published = published_ml1m()
     paper = published[published["source"].str.startswith("He et al.")].assign(
         model=lambda t: np.where(t["pretrained"] == "yes", "neumf-pre", t["model"].str.lower())
@@ -150,9 +166,14 @@ def write_report(
         figures["curves"] = plot_history(
             runs, best_epochs={r.model: r.epoch for r in first.itertuples()}
         )
-    for name, fig in figures.items():
-        fig.savefig(out / f"{name}.png", dpi=110)
-        plt.close(fig)
+    return figures
+
+
+def report_page(results: pd.DataFrame, dataset: str, figures: list[str]) -> str:
+    """The markdown of ``summary.md``: ours (mean ± std over seeds), the orders, the
+    peeking numbers and the published MovieLens-1M ones, then the ``figures`` by name."""
+    main = results[results["study"] == "main"]
+    published = published_ml1m()
     lines = [
         f"# Results on {dataset}",
         "",
@@ -220,6 +241,4 @@ def write_report(
         for r in published.itertuples()
     ]
     lines += ["", *[f"![{name}]({name}.png)" for name in figures]]
-    path = out / "summary.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return "\n".join(lines) + "\n"
