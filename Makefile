@@ -1,4 +1,5 @@
-# ncf-tutorial: `make train` trains NeuMF on MovieLens-1M, `make test` runs every test,
+# ncf-tutorial: `make train` trains NeuMF on MovieLens-1M, `make test` runs the fast tests and
+# the notebooks (`make test-all`: with the slow system checks),
 # `make lab` opens the notebooks in JupyterLab, `make book` builds the rendered tutorial.
 # Variables pass through: make train MODEL=gmf EPOCHS=20 DATASET=ml-100k
 PYTHON ?= python3
@@ -16,7 +17,7 @@ ARGS    ?=
 # PyTorch's CPU wheels: what `make install` takes on Linux without an NVIDIA GPU.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install lint test mutation train info reproduce tensorboard lab book notebooks bench paper-table gpu-check scale clean
+.PHONY: install lint test test-slow test-all mutation train info reproduce tensorboard lab book notebooks bench paper-table gpu-check scale clean
 
 install: $(STAMP)
 
@@ -47,9 +48,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Lint, the unit tests, then every notebook re-executed by nbval on the small generated sample.
+# Lint, the unit tests, then every notebook re-executed by nbval on the small generated sample;
+# not the tests marked slow (whole processes, real data, a browser, a server, a fresh venv).
 test: lint
-	NCF_SAMPLE=1 $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env
+	NCF_SAMPLE=1 $(BIN)/python -m pytest -m "not slow" tests notebooks --nbval-lax --nbval-current-env
+
+# Only the slow system checks (the book's browser test wants `NCF_SAMPLE=1 make book` first).
+test-slow: $(STAMP)
+	NCF_SAMPLE=1 $(BIN)/python -m pytest -m slow tests
+
+# Everything: `make test`, then the slow system checks.
+test-all: test test-slow
 
 # Mutation testing of the core (configured in pyproject.toml, [tool.mutmut]): not part of
 # `make test` (about an hour on 2 cores for its 1,705 mutants). Prints the surviving mutants;

@@ -1,14 +1,30 @@
-"""Shared fixtures: small generated data, and the real MovieLens-100K when it is beside us."""
+"""Fixtures and helpers shared by several test files: small generated data, the real
+MovieLens-100K when it is beside us, command-line runs and their one-line errors."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from ncf_lib.cli import main
 from ncf_lib.dataset import build_dataset
-from ncf_lib.ratings import Ratings
+from ncf_lib.models import ModelConfig
+from ncf_lib.ratings import (
+    RATING_DTYPES,
+    Ratings,
+    load_ratings,
+)
+from ncf_lib.study.grid import (
+    RunSpec,
+    build_splits,
+)
+from ncf_lib.study.runner import run_grid
 from ncf_lib.synthetic import synthetic_movies, synthetic_ratings
+from ncf_lib.train import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 ML100K = REPO.parent / "shared" / "data" / "ml-100k"
@@ -34,3 +50,127 @@ def ml100k_dir() -> Path:
             "redistributed; extract ml-100k.zip there to run this test)"
         )
     return ML100K
+
+
+SAMPLE = "synthetic:120x200x3000"
+
+
+TRAIN = ["train", "--dataset", SAMPLE, "--epochs", "1", "--no-progress"]
+
+
+def run_train(tmp_path, *extra):
+    return main(
+        TRAIN + ["--out", str(tmp_path / "ck"), "--log-dir", str(tmp_path / "runs"), *extra]
+    )
+
+
+def ratings_frame(rows):
+    cols = ["user_id", "item_id", "rating", "timestamp"]
+    return pd.DataFrame(rows, columns=cols).astype(RATING_DTYPES)
+
+
+@pytest.fixture(scope="module")
+def splits(small_ratings):
+    return build_splits(small_ratings, seed=7)
+
+
+QUICK = dict(progress=False, batch_size=256)
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """5,000 users x 1,000 items: more users than one chunk of the candidate sampler
+    (4,194 users at 1,000 items), of candidate scoring (2,048) and of full ranking (2,097)."""
+    frame = synthetic_ratings(5000, 1000, 60_000, seed=3)
+    return build_dataset(Ratings(frame, None, "synthetic:5000x1000x60000"), seed=11)
+
+
+def ratings_of(rows) -> Ratings:
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    return Ratings(frame.astype({"rating": "float32"}), None, "x")
+
+
+QUIET = ["--no-progress", "--no-log"]
+
+
+def train_argv(tmp_path, *extra):
+    return ["train", "--dataset", SAMPLE, "--epochs", "1", "--model", "gmf", *QUIET,
+            "--out", str(tmp_path / "ck"), *extra]  # fmt: skip
+
+
+def one_line_error(argv, capsys, *needles):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return captured.out
+
+
+def ratings_file(path: Path, rows, header: str | None = None) -> Path:
+    lines = ([header] if header else []) + [",".join(map(str, row)) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def dense_rows(users, items_per_user=6, n_items=40, user_ids=None):
+    """Every user rates ``items_per_user`` items at distinct times."""
+    rows = []
+    for u in range(users):
+        uid = user_ids[u] if user_ids is not None else u + 1
+        for j in range(items_per_user):
+            rows.append((uid, (u * 7 + j * 3) % n_items + 1, 4, 1000 * u + j))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def grid_csv(tmp_path_factory):
+    data, full = build_splits(load_ratings("synthetic:100x300x2500"), seed=42)
+    path = tmp_path_factory.mktemp("grid") / "results.csv"
+    specs = [RunSpec("itempop", 8, s, 1, refit=True) for s in (0, 1, 2)]
+    run_grid(specs, data, path, full=full)
+    return path, specs, data, full
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KiB tmpfs (as root; skipped otherwise), filled up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    (mount / "out").mkdir()
+    (mount / "log").mkdir()
+    with open(mount / "filler", "wb") as f:
+        try:
+            f.write(b"\0" * (300 << 10))
+        except OSError:
+            pass
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+SIZES = ModelConfig(factor_num=8, layers=(16, 8))
+
+
+def tiny_run(epochs: int = 2) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=1024, progress=False)
+
+
+METRICS = ["loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg"]
+
+
+@pytest.fixture(scope="module")
+def ml_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ck")
+    argv = ["train", "--dataset", "synthetic:120x200x3000", "--model", "neumf", "--epochs", "1",
+            "--no-progress", "--no-log", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    return next(out.glob("*.pt"))

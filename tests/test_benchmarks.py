@@ -45,6 +45,7 @@ def test_paper_table_times_every_model(tmp_path):
     assert "Command: `python benchmarks/paper_table.py" in report and "whole table" in report
 
 
+@pytest.mark.slow
 def test_paper_table_in_two_workers_gives_the_same_rows(tmp_path):
     def results(*args: str) -> list[str]:
         out = _run(
@@ -90,6 +91,7 @@ def test_large_batch_compares_settings_over_seeds(tmp_path):
     assert (tmp_path / "large-batch-synthetic-150x200x4000.md").is_file()
 
 
+@pytest.mark.slow
 def test_bench_times_the_seed_and_counts_worker_start_up_once(tmp_path):
     from ncf_lib.synthetic import synthetic_ratings
 
@@ -134,6 +136,7 @@ def test_train_step_variants_agree_and_are_timed(tmp_path):
     assert (tmp_path / "train-step-synthetic-150x200x4000.md").is_file()
 
 
+@pytest.mark.slow
 def test_train_step_times_the_compiled_step(tmp_path):
     out = _run(
         "train_step.py", "--dataset", TINY, "--model", "gmf", "--compiled",
@@ -247,6 +250,7 @@ def test_ddp_steps_times_one_process(tmp_path):
     assert "MiB per step" in out
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_its_checks_on_the_cpu():
     out = _run("gpu_check.py", "--device", "cpu", "--quick")
     assert "FAILED" not in out
@@ -254,6 +258,7 @@ def test_gpu_check_runs_its_checks_on_the_cpu():
         assert f"ok     {check}" in out, out
 
 
+@pytest.mark.slow
 def test_engines_times_whole_processes_and_they_agree(tmp_path):
     out = _run("engines.py", "--dataset", TINY, "--epochs", "2", "--out", str(tmp_path))
     rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ")][1:]

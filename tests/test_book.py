@@ -21,6 +21,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+#: Whole system checks (a browser, a server): `make test-all` runs them.
+pytestmark = pytest.mark.slow
+
 BOOK = REPO / "build" / "book"
 SCREENSHOTS = REPO / "build" / "book-screenshots"
 NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("0*.md"))

@@ -1,4 +1,5 @@
-"""Command-line tests on generated data: output format and one-line errors."""
+"""The command line itself: each command's output, flags, exit codes and one-line errors
+(ncf_lib.cli)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,36 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
+from conftest import (
+    QUIET,
+    SAMPLE,
+    SIZES,
+    TRAIN,
+    dense_rows,
+    one_line_error,
+    ratings_file,
+    run_train,
+    tiny_run,
+    train_argv,
+)
 
 from ncf_lib import scale
+from ncf_lib.checkpoints import load_checkpoint, weights_digest
 from ncf_lib.cli import main
+from ncf_lib.cli.flags import resumed_settings
+from ncf_lib.dataset import build_dataset
+from ncf_lib.errors import ConfigError
+from ncf_lib.metrics import evaluate, full_ranking_metrics
+from ncf_lib.models import ModelConfig
 from ncf_lib.ratings import load_ratings
-
-SAMPLE = "synthetic:120x200x3000"
+from ncf_lib.runs.train import train_run
+from ncf_lib.study.grid import MODEL_NAMES
+from ncf_lib.train import TrainConfig
+from ncf_lib.use.recommend import recommend
 
 
 def test_info_prints_every_key(capsys):
@@ -62,19 +86,8 @@ def test_malformed_file_is_one_line_exit_2(tmp_path, capsys):
     assert "line 2" in err and str(path) in err
 
 
-# ---- train / evaluate / recommend -----------------------------------------------------
-
-TRAIN = ["train", "--dataset", SAMPLE, "--epochs", "1", "--no-progress"]
-
-
-def _train(tmp_path, *extra):
-    return main(
-        TRAIN + ["--out", str(tmp_path / "ck"), "--log-dir", str(tmp_path / "runs"), *extra]
-    )
-
-
 def test_train_prints_epochs_and_the_seed_format_last(tmp_path, capsys):
-    assert _train(tmp_path, "--model", "gmf", "--epochs", "2") == 0
+    assert run_train(tmp_path, "--model", "gmf", "--epochs", "2") == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert sum(line.startswith("epoch ") for line in out) == 2
     assert any(line.startswith("checkpoint: ") for line in out)
@@ -85,7 +98,7 @@ def test_train_prints_epochs_and_the_seed_format_last(tmp_path, capsys):
 
 
 def test_train_pretrain_trains_three_stages(tmp_path, capsys):
-    assert _train(tmp_path, "--model", "neumf", "--pretrain") == 0
+    assert run_train(tmp_path, "--model", "neumf", "--pretrain") == 0
     out = capsys.readouterr().out
     assert "== gmf:" in out and "== mlp:" in out and "== neumf-pretrained:" in out
     ck = tmp_path / "ck"
@@ -96,7 +109,7 @@ def test_train_pretrain_trains_three_stages(tmp_path, capsys):
     }
     # ... and can reuse the parts
     assert (
-        _train(
+        run_train(
             tmp_path,
             "--model",
             "neumf",
@@ -113,7 +126,7 @@ def test_train_pretrain_trains_three_stages(tmp_path, capsys):
 
 
 def test_evaluate_and_recommend(tmp_path, capsys):
-    assert _train(tmp_path, "--model", "neumf") == 0
+    assert run_train(tmp_path, "--model", "neumf") == 0
     ckpt = str(tmp_path / "ck" / "synthetic_120x200x3000-neumf.pt")
     capsys.readouterr()
     assert main(["evaluate", ckpt]) == 0
@@ -125,7 +138,6 @@ def test_evaluate_and_recommend(tmp_path, capsys):
     assert lines[0].startswith("Top 4 for user 5")
     from ncf_lib.checkpoints import load_checkpoint
     from ncf_lib.dataset import build_dataset
-    from ncf_lib.use.recommend import recommend
 
     loaded = load_checkpoint(ckpt)
     data = build_dataset(load_ratings(SAMPLE), **loaded.data)
@@ -137,40 +149,17 @@ def test_evaluate_and_recommend(tmp_path, capsys):
     assert all("Synthetic movie" in line for line in lines[2:])
 
 
-def test_recommend_excludes_the_users_history(tmp_path, capsys):
-    assert _train(tmp_path, "--model", "gmf") == 0
-    ckpt = str(tmp_path / "ck" / "synthetic_120x200x3000-gmf.pt")
-    capsys.readouterr()
-    assert main(["recommend", ckpt, "--user", "7", "-k", "200"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()[2:]
-    shown = {int(line.split()[1]) for line in lines}
-    ratings = load_ratings(SAMPLE).ratings
-    rated = set(ratings.loc[ratings["user_id"] == 7, "item_id"])
-    assert shown and not shown & rated
-    assert len(shown) == 200 - len(rated)
-
-
-def _one_line_error(argv, capsys, *needles):
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    err = captured.err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    for needle in needles:
-        assert needle in err, err
-    return captured.out
-
-
 def test_bad_arguments_are_one_line(tmp_path, capsys):
-    _one_line_error(["evaluate", str(tmp_path / "nope.pt")], capsys, "no such checkpoint")
-    _one_line_error(TRAIN + ["--model", "gmf", "--pretrain"], capsys, "--pretrain needs")
-    _one_line_error(TRAIN + ["--pretrain", "--gmf", str(tmp_path / "g.pt")], capsys, "g.pt")
-    _one_line_error(TRAIN + ["--layers", "63", "8"], capsys, "layers")
-    _one_line_error(TRAIN + ["--epochs", "0"], capsys, "epochs")
-    _one_line_error(TRAIN + ["--l2", "-1"], capsys, "l2")
-    assert _train(tmp_path, "--model", "gmf", "--no-log") == 0
+    one_line_error(["evaluate", str(tmp_path / "nope.pt")], capsys, "no such checkpoint")
+    one_line_error(TRAIN + ["--model", "gmf", "--pretrain"], capsys, "--pretrain needs")
+    one_line_error(TRAIN + ["--pretrain", "--gmf", str(tmp_path / "g.pt")], capsys, "g.pt")
+    one_line_error(TRAIN + ["--layers", "63", "8"], capsys, "layers")
+    one_line_error(TRAIN + ["--epochs", "0"], capsys, "epochs")
+    one_line_error(TRAIN + ["--l2", "-1"], capsys, "l2")
+    assert run_train(tmp_path, "--model", "gmf", "--no-log") == 0
     ckpt = str(tmp_path / "ck" / "synthetic_120x200x3000-gmf.pt")
-    _one_line_error(["recommend", ckpt, "--user", "99999"], capsys, "user 99999")
-    _one_line_error(
+    one_line_error(["recommend", ckpt, "--user", "99999"], capsys, "user 99999")
+    one_line_error(
         ["evaluate", ckpt, "--dataset", "synthetic:100x200x3000"],
         capsys,
         "was trained on other data",
@@ -186,7 +175,6 @@ def test_unknown_model_is_rejected_by_argparse(capsys):
 
 def test_reproduce_writes_a_report_and_resumes(tmp_path, capsys, monkeypatch):
     from ncf_lib.study import baselines
-    from ncf_lib.study.grid import MODEL_NAMES
 
     monkeypatch.setattr(baselines, "MF_L2_GRID", (0.0,))
     monkeypatch.setattr(baselines, "IALS_GRID", {"factors": (8,), "l2": (1.0,), "alpha": (5.0,)})
@@ -235,15 +223,10 @@ def test_a_bug_keeps_its_traceback(monkeypatch, capsys):
     assert "error:" not in capsys.readouterr().err
 
 
-# ---- one schema: train flags from TrainConfig and ModelConfig, resume through it ----------
-
-
 def test_every_training_setting_has_a_flag_with_its_default():
     from dataclasses import fields
 
     from ncf_lib.cli import OWN_FIELDS, build_parser
-    from ncf_lib.models import ModelConfig
-    from ncf_lib.train import TrainConfig
 
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     actions = {a.dest: a for a in train._actions}
@@ -261,20 +244,20 @@ def test_every_training_setting_has_a_flag_with_its_default():
 
 
 def test_a_setting_only_the_config_knew_is_a_flag_now(tmp_path, capsys):
-    assert _train(tmp_path, "--model", "gmf", "--select-on", "last", "--evaluate-start") == 0
+    assert run_train(tmp_path, "--model", "gmf", "--select-on", "last", "--evaluate-start") == 0
     out = capsys.readouterr().out
     assert "epoch 000  (before training)" in out and "best epoch chosen on last" in out
     assert "Best epoch 001" in out  # last: the final epoch, not epoch 0
 
 
 def test_resume_refuses_a_setting_that_differs_and_may_extend_the_epochs(tmp_path, capsys):
-    assert _train(tmp_path, "--model", "gmf", "--no-log", "--lr", "0.002") == 0
+    assert run_train(tmp_path, "--model", "gmf", "--no-log", "--lr", "0.002") == 0
     ckpt = str(tmp_path / "ck" / "synthetic_120x200x3000-gmf.pt")
     resume = ["train", "--resume", ckpt, "--no-progress", "--no-log"]
     for flag, value, saved in [("--lr", "0.01", "lr 0.002"), ("--model", "mlp", "model gmf"),
                                ("--batch-size", "64", "batch_size 256"),
                                ("--layers", "32", "layers 64 32 16 8")]:  # fmt: skip
-        _one_line_error([*resume, flag, value], capsys, f"{flag} {value}", saved, ckpt)
+        one_line_error([*resume, flag, value], capsys, f"{flag} {value}", saved, ckpt)
     capsys.readouterr()
     assert main([*resume, "--lr", "0.002", "--model", "gmf"]) == 0  # the saved values: fine
     out = capsys.readouterr().out
@@ -298,3 +281,224 @@ def test_help_is_plain_text(command, capsys):
     assert text.startswith("usage: python -m ncf_lib")
     for markup in ("``", ":func:", ":class:", ":mod:", ":data:", ":meth:"):
         assert markup not in text, (command, markup)
+
+
+SMALL_SHAPE = "synthetic:150x300x4500"
+
+
+@pytest.mark.numbers
+def test_the_printed_hr_is_the_checkpoints_hr(tmp_path, capsys):
+    argv = ["train", "--dataset", SMALL_SHAPE, "--model", "gmf", "--epochs", "2", "--no-progress",
+            "--no-log", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    printed = re.search(r"Best epoch \d+: HR = ([\d.]+), NDCG = ([\d.]+)", capsys.readouterr().out)
+    ckpt = load_checkpoint(next(tmp_path.glob("*.pt")))
+    data = build_dataset(load_ratings(SMALL_SHAPE), **ckpt.data)
+    direct = evaluate(ckpt.model.score, data.test)
+    assert (float(printed[1]), float(printed[2])) == (
+        round(direct["hr"], 3),
+        round(direct["ndcg"], 3),
+    )
+
+
+@pytest.mark.numbers
+def test_evaluate_prints_each_scorers_numbers(tmp_path, capsys):
+    assert main(["train", "--dataset", SMALL_SHAPE, "--model", "gmf", "--epochs", "1",
+                 "--no-progress", "--no-log", "--out", str(tmp_path)]) == 0  # fmt: skip
+    path = next(tmp_path.glob("*.pt"))
+    capsys.readouterr()
+    assert main(["evaluate", str(path)]) == 0
+    lines = {
+        tuple(line.split()[:2]): line.split()[2:]
+        for line in capsys.readouterr().out.splitlines()[2:]
+    }
+    ckpt = load_checkpoint(path)
+    data = build_dataset(load_ratings(SMALL_SHAPE), **ckpt.data)
+    for split, eval_set, exclude in (("validation", data.validation, None),
+                                     ("test", data.test, data.validation)):  # fmt: skip
+        sampled = evaluate(ckpt.model.score, eval_set)
+        full = full_ranking_metrics(ckpt.model.score, data, eval_set, 10, exclude=exclude)
+        want = [f"{v:.3f}" for v in (sampled["hr"], sampled["ndcg"], full["hr"], full["ndcg"])]
+        assert lines[("model", split)] == want, split
+
+
+def test_recommend_prints_the_original_string_ids(tmp_path, capsys):
+    names = [f"user-{u:03d}" for u in range(40)]
+    rows = [(u, f"movie-{i:02d}", r, t) for u, i, r, t in dense_rows(40, user_ids=names)]
+    path = ratings_file(tmp_path / "r.csv", rows, "userId,movieId,rating,timestamp")
+    out = tmp_path / "ck"
+    args = ["train", "--dataset", str(path), "--epochs", "1", "--model", "gmf", *QUIET,
+            "--num-ng-test", "20", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    ckpt = next(out.glob("*.pt"))
+    assert load_checkpoint(ckpt).user_ids[0] == "user-000"
+    capsys.readouterr()
+    assert main(["recommend", str(ckpt), "--user", "user-003", "-k", "3"]) == 0
+    shown = capsys.readouterr().out
+    assert "user user-003" in shown and shown.count("movie-") == 3
+    one_line_error(["recommend", str(ckpt), "--user", "nobody"], capsys, "--user nobody")
+
+
+def test_output_folder_is_checked_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = one_line_error(
+        train_argv(tmp_path)[:-1] + [str(blocker / "ck")], capsys, "--out", "cannot write"
+    )
+    assert "epoch" not in out  # nothing trained
+    argv = train_argv(tmp_path) + ["--log-dir", str(blocker / "runs")]
+    argv.remove("--no-log")
+    one_line_error(argv, capsys, "--log-dir", "cannot write")
+
+
+def test_pretrain_parts_and_evaluate_refuse_other_data(tmp_path, capsys):
+    assert main(train_argv(tmp_path)) == 0
+    gmf = next((tmp_path / "ck").glob("*.pt"))
+    for other in ("synthetic:150x200x3000", "synthetic:100x200x3000"):  # larger and smaller
+        one_line_error(
+            [
+                "train",
+                "--dataset",
+                other,
+                "--model",
+                "neumf",
+                "--pretrain",
+                "--gmf",
+                str(gmf),
+                "--epochs",
+                "1",
+                *QUIET,
+                "--out",
+                str(tmp_path / "x"),
+            ],  # fmt: skip
+            capsys,
+            str(gmf),
+            "trained on other data",
+        )
+    # the same users and items, other interactions: the id ranges match, the split does not
+    one_line_error(
+        ["evaluate", str(gmf), "--dataset", "synthetic:120x200x3100"],
+        capsys,
+        "split",
+        "trained on other data",
+    )
+    capsys.readouterr()
+    assert main(["evaluate", str(gmf)]) == 0  # its own data
+
+
+def test_settings_that_make_metrics_meaningless_are_refused(tmp_path, capsys):
+    one_line_error(train_argv(tmp_path, "--num-ng-test", "0"), capsys, "--num-ng-test")
+    one_line_error(train_argv(tmp_path, "--top-k", "100"), capsys, "--top-k", "100 candidates")
+    assert main(train_argv(tmp_path)) == 0
+    ckpt = str(next((tmp_path / "ck").glob("*.pt")))
+    one_line_error(["evaluate", ckpt, "--top-k", "0"], capsys, "--top-k")
+    one_line_error(["recommend", ckpt, "--user", "1", "-k", "0"], capsys, "-k must be")
+    one_line_error(["recommend", ckpt, "--user", "1", "-k", "-3"], capsys, "-k must be")
+
+
+def test_bad_values_are_one_line_naming_the_flag(tmp_path, capsys):
+    for flag, value in [("--lr", "inf"), ("--l2", "inf"), ("--seed", "-1"),
+                        ("--num-ng-test", "-1")]:  # fmt: skip
+        one_line_error(train_argv(tmp_path, flag, value), capsys, flag)
+    one_line_error(["info", "--dataset", "synthetic:0x0x0"], capsys, "synthetic")
+
+
+def test_divergence_through_l2_names_the_l2_weight(tmp_path, capsys):
+    one_line_error(
+        train_argv(tmp_path, "--l2", "1e30", "--optimizer", "sgd", "--lr", "10"),
+        capsys,
+        "diverged",
+        "l2=1e+30",
+    )
+
+
+def test_data_with_nothing_to_evaluate_is_one_line(tmp_path, capsys):
+    two = ratings_file(tmp_path / "two.csv", dense_rows(10, items_per_user=2))
+    one_line_error(["train", "--dataset", str(two), *QUIET, "--num-ng-test", "5"], capsys,
+                    "no user has 3 ratings", "--select-on test")  # fmt: skip
+    one = ratings_file(tmp_path / "one.csv", [(u, 1, 4, t) for u in range(5) for t in (1, 2)])
+    one_line_error(["info", "--dataset", str(one), "--num-ng-test", "1"], capsys, str(one))
+
+
+def test_an_output_never_replaces_an_input_and_a_folder_is_not_a_file(tmp_path, capsys):
+    ratings = ratings_file(tmp_path / "r.csv", dense_rows(30, items_per_user=10))
+    assert main(["train", "--dataset", str(ratings), "--epochs", "1", "--model", "gmf", *QUIET,
+                 "--num-ng-test", "19", "--out", str(tmp_path / "ck")]) == 0  # fmt: skip
+    ckpt = next((tmp_path / "ck").glob("*.pt"))
+    before = {p: p.read_bytes() for p in (ckpt, ratings)}
+    for target in (ckpt, ratings):
+        one_line_error(["evaluate", str(ckpt), "--per-user", str(target)], capsys,
+                        "--per-user", "is an input")  # fmt: skip
+    assert {p: p.read_bytes() for p in before} == before
+    (tmp_path / "dir").mkdir()
+    for folder in (str(tmp_path / "dir"), str(tmp_path / "new") + "/"):
+        out = one_line_error(["evaluate", str(ckpt), "--per-user", folder], capsys, "is a folder")
+        assert "model" not in out  # refused before any metric was computed
+    assert not (tmp_path / "new").exists()
+
+
+BAD_PRETRAINING = [("--alpha", "5"), ("--alpha", "-1"), ("--finetune-lr", "-0.1"),
+                   ("--finetune-lr", "nan")]  # fmt: skip
+
+
+@pytest.mark.parametrize("flag, value", BAD_PRETRAINING)
+def test_pretraining_settings_are_checked_before_training(tmp_path, capsys, flag, value):
+    argv = ["train", "--dataset", SAMPLE, "--epochs", "1", "--model", "neumf", "--pretrain",
+            *QUIET, "--out", str(tmp_path / "ck"), flag, value]  # fmt: skip
+    out = one_line_error(argv, capsys, flag, value)
+    assert "== gmf" not in out and not (tmp_path / "ck").exists()
+
+
+def test_a_full_log_disk_keeps_the_finished_run(tmp_path, full_disk, capsys):
+    argv = [a for a in train_argv(tmp_path) if a != "--no-log"] + [
+        "--log-dir",
+        str(full_disk / "log"),
+    ]
+    with pytest.warns(RuntimeWarning, match="TensorBoard logs in .* are incomplete"):
+        code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0 and "Best epoch 001" in captured.out  # the finished run's result
+
+
+def test_a_nan_row_is_named_by_its_original_id(tmp_path, capsys):
+    """One user's and one item's embedding rows turned NaN (saved as a diverged run would,
+    with their hash): recommend names the user's own id, similar and export the item's."""
+    assert main(train_argv(tmp_path)) == 0
+    path = next((tmp_path / "ck").glob("*.pt"))
+    ckpt = load_checkpoint(path)
+    payload = torch.load(path, weights_only=True)
+    user, item = int(np.flatnonzero(ckpt.user_ids == 6)[0]), 3
+    payload["state_dict"]["user_embedding.weight"][user] = torch.nan
+    payload["state_dict"]["item_embedding.weight"][item] = torch.nan
+    payload["weights_sha256"] = weights_digest(payload["state_dict"])
+    torch.save(payload, path)
+    one_line_error(["recommend", str(path), "--user", "6"], capsys, "user 6:", "NaN")
+    item_id = str(ckpt.item_ids[item])
+    other = str(ckpt.item_ids[item + 1])
+    one_line_error(["similar", str(path), "--item", other], capsys, f"item {item_id} ", "NaN")
+    one_line_error(["export", str(path), str(tmp_path / "emb")], capsys, "user 6 ", "NaN")
+    assert not (tmp_path / "emb" / "items.csv").exists()
+
+
+def test_resumed_settings_refuse_another_value_and_may_extend_the_epochs(small_data, tmp_path):
+    run = train_run(small_data, "gmf", tiny_run(1), SIZES, out=str(tmp_path), say=lambda _: None)
+    saved = load_checkpoint(run.checkpoint)
+    with pytest.raises(ConfigError, match=r"^--batch-size 64 conflicts .* batch_size 1024;"):
+        resumed_settings(str(run.checkpoint), saved, {"batch_size": 64, "lr": None})
+    with pytest.raises(ConfigError, match=r"^--layers 32 16 conflicts .* layers 16 8;"):
+        resumed_settings(str(run.checkpoint), saved, {"layers": (32, 16)})
+    config, *_ = resumed_settings(str(run.checkpoint), saved, {"epochs": 5, "batch_size": 1024})
+    assert (config.epochs, config.batch_size) == (5, 1024)
+
+
+def test_per_user_ranks_agree_with_the_metrics(ml_checkpoint, tmp_path, capsys):
+    path = tmp_path / "per_user.csv"
+    capsys.readouterr()
+    assert main(["evaluate", str(ml_checkpoint), "--per-user", str(path)]) == 0
+    out = capsys.readouterr().out
+    model_test = next(line for line in out.splitlines() if line.startswith("model        test"))
+    hr, full_hr = float(model_test.split()[2]), float(model_test.split()[4])
+    ranks = pd.read_csv(path).query("split == 'test'")
+    assert len(ranks) == 120
+    assert round((ranks["rank"] < 10).mean(), 3) == hr
+    assert round((ranks["full_rank"] < 10).mean(), 3) == full_hr

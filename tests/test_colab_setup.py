@@ -16,6 +16,8 @@ import sysconfig
 import venv
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 #: A checkout's local folders that a copy leaves out: at the top level (``ncf_lib/runs/`` is
@@ -57,6 +59,7 @@ def test_every_notebook_has_the_same_setup_cell_installing_the_project_repositor
             assert link == owner_name, (nb.name, link)
 
 
+@pytest.mark.slow
 def test_setup_cell_installs_ncf_lib_into_a_fresh_environment_and_the_notebook_runs(tmp_path):
     """A fresh venv sees this environment's third-party packages (a path line in a ``.pth``
     file, which does not run this environment's editable ``ncf_lib`` hook), but not

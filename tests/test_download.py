@@ -1,4 +1,5 @@
-"""Download and cache tests against a local HTTP server on 127.0.0.1 (no internet needed)."""
+"""ncf_lib.download against a local HTTP server: checksums, cache, extraction, errors that leave
+nothing behind."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import threading
 import zipfile
 
 import pytest
+from conftest import one_line_error
 
 from ncf_lib import download as dl
+from ncf_lib.cli import main
 from ncf_lib.ratings import load_ratings
 
 
@@ -129,7 +132,6 @@ def test_the_command_line_parses_a_download_once(server, tmp_path, monkeypatch, 
     """``info`` on a named dataset downloads it, keeps its parsed columns beside the file
     and reads them the next time; ``load_ratings`` on its own leaves no cache."""
     from ncf_lib import ratings as ratings_module
-    from ncf_lib.cli import main
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:  # 5 users x 4 of 8 items
@@ -191,3 +193,33 @@ def test_pinned_checksums_cover_every_named_dataset():
     for spec in dl.DATASETS.values():
         assert spec.url.startswith("https://files.grouplens.org/datasets/movielens/")
         assert spec.md5 is None or len(spec.md5) == 32
+
+
+def test_unwritable_data_dir_keeps_the_place_by_hand_hint(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    one_line_error(
+        ["info", "--dataset", "ml-100k", "--data-dir", str(blocker / "data")],
+        capsys,
+        "Cannot write to the data folder",
+        "To place it by hand",
+    )
+
+
+def test_a_corrupt_zip_in_the_data_folder_is_named(tmp_path, capsys, monkeypatch):
+    from ncf_lib import download
+
+    monkeypatch.setitem(
+        download.DATASETS,
+        "ml-100k",
+        download.DATASETS["ml-100k"].__class__(
+            **{**vars(download.DATASETS["ml-100k"]), "url": "http://127.0.0.1:9/ml-100k.zip"}
+        ),
+    )
+    with zipfile.ZipFile(tmp_path / "ml-100k.zip", "w") as zf:
+        zf.writestr("ml-100k/u.data", "1\t2\t3\t4\n")  # not the published file
+    one_line_error(
+        ["info", "--dataset", "ml-100k", "--data-dir", str(tmp_path)],
+        capsys,
+        f"The file already at {tmp_path / 'ml-100k.zip'} failed its checksum",
+    )

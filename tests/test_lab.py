@@ -22,6 +22,9 @@ import uuid
 import pytest
 from conftest import REPO
 
+#: Whole system checks (a browser, a server): `make test-all` runs them.
+pytestmark = pytest.mark.slow
+
 NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("0*.ipynb"))
 
 

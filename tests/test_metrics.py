@@ -1,27 +1,32 @@
-"""Metrics on hand-computed cases, ties, full ranking, and the reference scorers."""
+"""ncf_lib.metrics: ranks, HR@K and NDCG@K by hand, ties and NaNs, sampled and full ranking, the
+reference scorers."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from ncf_lib.dataset import EvalSet
+from ncf_lib.dataset import EvalSet, build_dataset
 from ncf_lib.errors import NonFiniteScoresError
 from ncf_lib.metrics import (
     PopularityScorer,
     RandomScorer,
     evaluate,
     full_ranking_metrics,
+    full_ranks,
     hit_rate,
     ndcg,
     rank_of_first,
     sampled_metrics,
+    sampled_ranks,
     standard_errors,
 )
-from ncf_lib.study.baselines import ItemKNNScorer
+from ncf_lib.ratings import Ratings
+from ncf_lib.synthetic import synthetic_ratings
 
 
 def test_hand_computed_ranks_hr_ndcg():
@@ -116,48 +121,140 @@ def test_reference_scorers(small_data):
     assert evaluate(pop, d.test)["hr"] > random_hr + 0.1
 
 
-def _tiny_data():
-    """3 users x 4 items: item 0 <- users 0, 1; item 1 <- users 0, 1, 2; item 2 <- user 2;
-    item 3 <- user 1."""
-    from ncf_lib.dataset import NCFData
+def _table_scorer(n_users: int, n_items: int, seed: int = 0):
+    """A fixed random score per (user, item), and the scorer reading it."""
+    table = torch.from_numpy(np.random.default_rng(seed).random((n_users, n_items)))
 
-    users, items = np.array([0, 0, 1, 1, 1, 2, 2]), np.array([0, 1, 0, 1, 3, 1, 2])
-    test = EvalSet(np.array([0]), np.array([[2, 3]]))
-    return NCFData(
-        3,
-        4,
-        users,
-        items,
-        users * 4 + items,
-        None,
-        test,
-        np.arange(3),
-        np.arange(4),
-        None,
-        "tiny",
-        0,
+    def score(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return table[users[:, None], items]
+
+    return table.numpy(), score
+
+
+def _direct(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
+    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    return {"hr": float((ranks < k).mean()), "ndcg": float(gains.mean())}
+
+
+@pytest.mark.numbers
+def test_evaluation_over_many_chunks_equals_a_direct_computation(wide):
+    table, score = _table_scorer(wide.n_users, wide.n_items)
+    for eval_set in (wide.validation, wide.test):
+        scores = table[eval_set.users[:, None], eval_set.candidates]
+        ranks = (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
+        got = evaluate(score, eval_set)
+        assert got == pytest.approx(_direct(ranks), abs=1e-12)
+
+
+def _full_ranks_directly(table, data, eval_set, exclude):
+    """Rank of each held-out item among the items the user did not train on (nor hold out
+    in ``exclude``), ties against it."""
+    known = np.zeros((data.n_users, data.n_items), dtype=bool)
+    known[data.train_users, data.train_items] = True
+    if exclude is not None:
+        known[exclude.users, exclude.items] = True
+    users, held = eval_set.users, eval_set.items
+    scores = table[users]
+    beats = (scores >= scores[np.arange(users.size), held][:, None]) & ~known[users]
+    beats[np.arange(users.size), held] = False
+    return beats.sum(axis=1)
+
+
+@pytest.mark.numbers
+def test_full_ranking_over_many_chunks_equals_a_direct_computation(wide):
+    table, score = _table_scorer(wide.n_users, wide.n_items, seed=1)
+    want = _full_ranks_directly(table, wide, wide.test, wide.validation)
+    got = full_ranks(score, wide, wide.test, exclude=wide.validation).numpy()
+    assert np.array_equal(got, want)
+    metrics = full_ranking_metrics(score, wide, wide.test, 10, exclude=wide.validation)
+    assert metrics["hr"] == pytest.approx(_direct(want)["hr"], abs=1e-12)
+
+
+@pytest.mark.numbers
+def test_users_without_a_validation_item_are_ranked_with_validation_excluded():
+    """Users with two ratings have a test item but no validation item: excluding the
+    validation items must not touch their rows (nor borrow another user's item)."""
+    frame = synthetic_ratings(300, 200, 6000, seed=5)
+    ids = np.sort(frame["user_id"].unique())
+    few = frame["user_id"].isin([*ids[::3], ids[-1]])  # every third user and the last ...
+    frame = frame[~few | (frame.groupby("user_id").cumcount() < 2)]  # ... keeps two ratings
+    data = build_dataset(Ratings(frame, None, "two-rating users"), seed=2)
+    lacking = np.setdiff1d(data.test.users, data.validation.users)
+    assert lacking.size > 50 and data.test.users.max() in lacking  # the cases under test
+    table, score = _table_scorer(data.n_users, data.n_items, seed=4)
+    want = _full_ranks_directly(table, data, data.test, data.validation)
+    got = full_ranks(score, data, data.test, exclude=data.validation).numpy()
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.numbers
+def test_a_constant_scorer_ranks_every_held_out_item_last(wide):
+    def constant(users, items):
+        return torch.zeros(items.shape)
+
+    assert evaluate(constant, wide.test) == {"hr": 0.0, "ndcg": 0.0}
+    full = full_ranking_metrics(constant, wide, wide.test, 10, exclude=wide.validation)
+    assert full["hr"] == 0.0 and full["ndcg"] == 0.0
+
+
+@pytest.mark.numbers
+def test_per_user_ranks_are_the_ranks_the_metrics_count(wide):
+    from ncf_lib.metrics import per_user_ranks
+
+    table, score = _table_scorer(wide.n_users, wide.n_items, seed=2)
+    rows = per_user_ranks(score, wide)
+    assert rows.index.equals(pd.RangeIndex(len(rows)))  # one row per held-out item, numbered
+    test = rows[rows["split"] == "test"]
+    assert test["user_id"].tolist() == wide.user_ids[wide.test.users].tolist()
+    assert test["item_id"].tolist() == wide.item_ids[wide.test.items].tolist()
+    scores = table[wide.test.users[:, None], wide.test.candidates]
+    assert np.array_equal(test["rank"], (scores[:, 1:] >= scores[:, :1]).sum(axis=1))
+    full = _full_ranks_directly(table, wide, wide.test, wide.validation)
+    assert np.array_equal(test["full_rank"], full)
+    val = rows[rows["split"] == "validation"]
+    assert np.array_equal(
+        val["full_rank"], _full_ranks_directly(table, wide, wide.validation, None)
     )
 
 
-def test_item_knn_cosine_by_hand():
-    knn = ItemKNNScorer.fit(_tiny_data(), k=3)
-    sim = knn.similarity
-    assert sim[0, 1].item() == pytest.approx(2 / math.sqrt(2 * 3))
-    assert sim[1, 2].item() == pytest.approx(1 / math.sqrt(3 * 1))
-    assert sim[0, 2].item() == 0.0 and torch.all(sim.diagonal() == 0)
-    assert torch.allclose(sim, sim.T)  # k = 3 keeps every neighbour: symmetric
-    # user 0 (items 0, 1): item 2 scores sim(0,2) + sim(1,2), item 3 sim(0,3) + sim(1,3)
-    scores = knn(torch.tensor([0]), torch.tensor([[2, 3]]))
-    assert scores[0, 0].item() == pytest.approx(1 / math.sqrt(3))
-    assert scores[0, 1].item() == pytest.approx(1 / math.sqrt(2) + 1 / math.sqrt(3))
-    shrunk = ItemKNNScorer.fit(_tiny_data(), k=3, shrink=1.0).similarity
-    assert shrunk[0, 1].item() == pytest.approx(2 / (math.sqrt(6) + 1))
+@pytest.mark.numbers
+def test_full_ranking_defaults_to_hr_at_10(wide):
+    table, score = _table_scorer(wide.n_users, wide.n_items, seed=3)
+    want = _direct(_full_ranks_directly(table, wide, wide.test, None))
+    got = full_ranking_metrics(score, wide, wide.test)
+    assert got == pytest.approx({**want, "recall": want["hr"]}, abs=1e-12)
 
 
-def test_item_knn_keeps_k_neighbours_and_beats_popularity(small_data):
-    d = small_data
-    knn = ItemKNNScorer.fit(d, k=20)
-    assert ((knn.similarity > 0).sum(dim=0) <= 20).all()
-    assert evaluate(knn, d.test)["hr"] > evaluate(PopularityScorer.fit(d), d.test)["hr"]
-    with pytest.raises(ValueError, match="k >= 1"):
-        ItemKNNScorer.fit(d, k=0)
+@pytest.mark.numbers
+def test_standard_errors_and_the_default_k_count_a_rank_of_10_as_a_miss():
+    from ncf_lib.metrics import sampled_metrics, standard_errors
+
+    ranks = torch.tensor([0, 9, 10, 50])  # two hits in the top 10, two misses
+    hits = np.array([1.0, 1.0, 0.0, 0.0])
+    gains = np.array([1.0, 1 / np.log2(11), 0.0, 0.0])
+    errors = standard_errors(ranks, 10)
+    assert errors["hr"] == pytest.approx(hits.std(ddof=1) / 2)
+    assert errors["ndcg"] == pytest.approx(gains.std(ddof=1) / 2)
+    scores = torch.tensor([[0.5] + [1.0] * r + [0.0] * (60 - r) for r in (0, 9, 10, 50)])
+    assert sampled_metrics(scores) == pytest.approx({"hr": 0.5, "ndcg": gains.mean()})
+
+
+@pytest.mark.numbers
+def test_a_nan_held_out_score_ranks_last():
+    scores = torch.tensor([[float("nan"), 0.1, -5.0], [float("nan"), float("nan"), 0.0]])
+    assert rank_of_first(scores).tolist() == [2, 2]
+
+
+@pytest.mark.numbers
+def test_k_must_be_below_the_number_of_candidates(small_data):
+    scorer = RandomScorer(seed=0)
+    n = small_data.test.candidates.shape[1]
+    last = sampled_ranks(scorer, small_data.test) == n - 1
+    assert 0 < last.sum() < 0.1 * last.numel()  # this seed ranks a few held-out items last
+    hr = evaluate(scorer, small_data.test, n - 1)["hr"]
+    assert hr == pytest.approx(1 - float(last.float().mean()))  # all but the last-ranked
+    with pytest.raises(ValueError, match=f"top_k \\(--top-k\\) must be at least 1 and below the "
+                                         f"{n} candidates per user, got {n}"):  # fmt: skip
+        evaluate(scorer, small_data.test, n)
+    with pytest.raises(ValueError, match=f"below the {small_data.n_items} items, got"):
+        full_ranking_metrics(scorer, small_data, small_data.test, small_data.n_items)

@@ -1,4 +1,5 @@
-"""Models: shapes, interface, configuration checks, pre-training weight copy."""
+"""ncf_lib.models: GMF, MLP, NeuMF and MF, their shapes, initialisation, configs and pre-trained
+NeuMF."""
 
 from __future__ import annotations
 

@@ -1,36 +1,276 @@
-"""Training: learning, model selection, early stopping, checkpoints, reproducibility."""
+"""ncf_lib.train: the epoch loop, fit's selection, early stopping, resume, L2, logs and its
+settings."""
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import METRICS, QUICK, SAMPLE
 
-from ncf_lib import scale
 from ncf_lib.checkpoints import load_checkpoint
 from ncf_lib.dataset import build_dataset
 from ncf_lib.errors import ConfigError, TrainingDivergedError
-from ncf_lib.metrics import PopularityScorer, evaluate
+from ncf_lib.metrics import (
+    PopularityScorer,
+    evaluate,
+)
 from ncf_lib.models import ModelConfig, build_model
-from ncf_lib.pretraining import pretrained_neumf
 from ncf_lib.ratings import Ratings, load_ratings
 from ncf_lib.sampling import batches, epoch_arrays
+from ncf_lib.study.grid import build_splits
 from ncf_lib.synthetic import synthetic_ratings
 from ncf_lib.train import (
     TrainConfig,
     add_l2_grad_,
     fit,
     make_optimizer,
+    resolve_device,
+    seed_everything,
     train_epoch,
     train_model,
 )
 
-QUICK = dict(progress=False, batch_size=256)
-METRICS = ["loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg"]
+
+@pytest.mark.numbers
+def test_train_epoch_returns_the_row_weighted_mean_loss(small_data):
+    rows = epoch_arrays(small_data, 4, np.random.default_rng(0))
+    torch.manual_seed(0)
+    model = build_model("neumf", small_data.n_users, small_data.n_items)
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # the weights stay where they are
+    assert rows[0].shape[0] % 768  # a shorter last batch: a plain mean of batches would differ
+    loss = train_epoch(model, frozen, batches(*rows, batch_size=768))
+    with torch.no_grad():
+        logits = model(rows[0], rows[1]).double()
+        labels = rows[2].double()
+        bce = torch.clamp(logits, min=0) - logits * labels + torch.log1p(torch.exp(-logits.abs()))
+    assert loss == pytest.approx(float(bce.mean()), rel=1e-5)
+
+
+@pytest.mark.numbers
+@pytest.mark.parametrize("name, sparse", [("mf", False), ("neumf", False), ("neumf", True)])
+def test_one_step_with_l2_is_sgd_on_the_penalised_loss(small_data, name, sparse):
+    """``l2`` is the weight of the sum of squares of a batch's embedding rows divided by the
+    batch size: one SGD step through train_epoch equals autograd's step on that loss, with
+    dense embedding gradients and with sparse ones (``sparse-adam``'s tables, trained by
+    ``ncf_lib.scale.optimizers.train_epoch``)."""
+    from ncf_lib.scale import optimizers
+
+    users, items, labels = (t[:64] for t in epoch_arrays(small_data, 4, np.random.default_rng(1)))
+    weight, lr = 0.5, 0.1
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(build_model(name, small_data.n_users, small_data.n_items))
+    by_library, by_hand = models
+    for module in by_library.modules():
+        if isinstance(module, torch.nn.Embedding):
+            module.sparse = sparse
+    epoch = optimizers.train_epoch if sparse else train_epoch
+    epoch(by_library, torch.optim.SGD(by_library.parameters(), lr=lr),
+          [(users, items, labels)], l2=weight)  # fmt: skip
+    penalty = sum(
+        module(users if "user" in n else items).pow(2).sum()
+        for n, module in by_hand.named_modules()
+        if isinstance(module, torch.nn.Embedding)
+    )
+    loss = torch.nn.BCEWithLogitsLoss()(by_hand(users, items), labels)
+    (loss + weight / labels.shape[0] * penalty).backward()
+    with torch.no_grad():
+        for p in by_hand.parameters():
+            p -= lr * p.grad
+    for a, b in zip(by_library.parameters(), by_hand.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def spoiled(small_data, tmp_path_factory):
+    """A trained GMF, then fine-tuned with SGD at lr 10 from ``evaluate_start``: its best
+    epoch is 0 (the model as given), earlier than the last; with the weights at each epoch."""
+    gmf = train_model("gmf", small_data, TrainConfig(epochs=2, lr=0.01, **QUICK)).model
+    given = {k: v.clone() for k, v in gmf.state_dict().items()}
+    config = TrainConfig(epochs=3, optimizer="sgd", lr=10.0, evaluate_start=True, **QUICK)
+    return gmf, given, config, tmp_path_factory.mktemp("spoiled")
+
+
+def _weights_at_each_epoch(model):
+    seen = {}
+
+    def on_epoch(row):
+        seen[row["epoch"]] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    return seen, on_epoch
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.numbers
+def test_the_selected_epoch_not_the_last_is_returned_and_saved(small_data, spoiled):
+    gmf, given, config, folder = spoiled
+    gmf.load_state_dict(given)
+    seen, on_epoch = _weights_at_each_epoch(gmf)
+    path = folder / "best.pt"
+    result = fit(gmf, small_data, replace(config, checkpoint=str(path)), on_epoch=on_epoch)
+    assert result.best_epoch == 0 and result.history["epoch"].max() == 3
+    assert not _same(seen[3], seen[0])  # the last epoch's weights are another model
+    assert _same(result.model.state_dict(), seen[0])
+    saved = load_checkpoint(path)
+    assert saved.epoch == 0 and _same(saved.model.state_dict(), seen[0])
+    assert saved.training["history"][-1]["epoch"] == saved.training["epoch"] == 3
+    assert _same(saved.training["model"], seen[3])  # the weights to resume from: the last
+
+
+@pytest.mark.numbers
+def test_resuming_keeps_the_earlier_best_epoch(small_data, spoiled):
+    gmf, given, config, folder = spoiled
+    gmf.load_state_dict(given)
+    whole = fit(gmf, small_data, config)
+    gmf.load_state_dict(given)
+    path = folder / "cut.pt"
+    fit(gmf, small_data, replace(config, epochs=2, checkpoint=str(path)))
+    fresh = build_model("gmf", small_data.n_users, small_data.n_items)
+    resumed = fit(fresh, small_data, config, resume=load_checkpoint(path))
+    assert resumed.best_epoch == whole.best_epoch == 0
+    metrics = ["epoch", "loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg"]
+    pd.testing.assert_frame_equal(resumed.history[metrics], whole.history[metrics])
+    assert _same(resumed.model.state_dict(), given)
+
+
+@pytest.mark.numbers
+def test_ties_keep_the_earliest_epoch(small_data):
+    # lr so small that no epoch changes a rank: every epoch ties with the first
+    config = TrainConfig(epochs=3, lr=1e-30, progress=False, evaluate_start=True)
+    result = train_model("gmf", small_data, config)
+    assert result.history["val_hr"].nunique() == 1
+    assert result.best_epoch == 0
+
+
+@pytest.mark.numbers
+def test_fit_applies_the_l2_weight(small_data):
+    plain = train_model("mf", small_data, TrainConfig(epochs=1, progress=False))
+    shrunk = train_model("mf", small_data, TrainConfig(epochs=1, l2=0.5, progress=False))
+    norm = lambda r: sum(float(w.detach().norm()) for w in r.model.parameters())  # noqa: E731
+    assert norm(shrunk) < norm(plain)
+
+
+@pytest.mark.numbers
+def test_the_seconds_of_a_fit_are_its_wall_time(small_data):
+    clock = time.perf_counter()
+    result = train_model("gmf", small_data, TrainConfig(epochs=2, progress=False))
+    wall = time.perf_counter() - clock
+    spent = result.history[["train_seconds", "eval_seconds"]].to_numpy()
+    assert (spent >= 0).all() and spent.sum() <= result.seconds <= wall
+
+
+@pytest.mark.numbers
+def test_train_model_builds_the_model_it_is_given(small_data):
+    config = ModelConfig(factor_num=4, layers=(16, 8))
+    result = train_model("neumf", small_data, TrainConfig(epochs=1, progress=False), config)
+    assert result.model.config == config
+
+
+@pytest.mark.numbers
+def test_seed_everything_seeds_python_and_numpy():
+    seed_everything(3)
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    seed_everything(3)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+@pytest.mark.numbers
+def test_the_device_is_the_machines():
+    cuda = torch.cuda.is_available()
+    assert resolve_device().type == ("cuda" if cuda else "cpu")
+    assert resolve_device("cpu").type == "cpu"
+    if not cuda:
+        with pytest.raises(ValueError, match="^--device cuda, but no CUDA device is available$"):
+            resolve_device("cuda")
+
+
+@pytest.mark.numbers
+def test_divergence_with_l2_names_the_rate_and_the_weight(small_data):
+    gmf = train_model("gmf", small_data, TrainConfig(epochs=1, **QUICK)).model
+    config = TrainConfig(epochs=2, optimizer="sgd", lr=1e5, l2=0.5, **QUICK)
+    message = "lower the learning rate (lr=100000.0, sgd) or the L2 weight (l2=0.5)"
+    pattern = f"^training diverged in epoch 1: the loss is (nan|inf); {re.escape(message)}$"
+    with pytest.raises(ValueError, match=pattern):
+        fit(gmf, small_data, config)
+
+
+@pytest.mark.numbers
+def test_fit_refuses_a_k_of_all_candidates_naming_them(small_data):
+    n = small_data.test.candidates.shape[1]
+    model = build_model("gmf", small_data.n_users, small_data.n_items)
+    with pytest.raises(ValueError, match=f"below the {n} candidates per user, got {n}: "):
+        fit(model, small_data, TrainConfig(epochs=1, top_k=n, **QUICK))
+
+
+@pytest.mark.numbers
+def test_an_unfinished_log_warns_and_keeps_the_run(small_data, tmp_path, monkeypatch):
+    """A full disk while TensorBoard's last record is written: the run's result is kept, and
+    the warning names the folder."""
+    from tensorboardX import SummaryWriter
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SummaryWriter, "add_hparams", full)
+    config = TrainConfig(epochs=1, log_dir=str(tmp_path / "tb"), **QUICK)
+    model = build_model("gmf", small_data.n_users, small_data.n_items)
+    message = f"TensorBoard logs in {config.log_dir} are incomplete: [Errno 28] No space left"
+    with pytest.warns(RuntimeWarning, match=f"^{re.escape(message)}"):
+        result = fit(model, small_data, config)
+    assert result.best_epoch == 1 and result.best["test_hr"] > 0
+
+
+@pytest.mark.numbers
+def test_fit_records_hr_at_its_own_k(small_data):
+    config = TrainConfig(epochs=1, top_k=5, select_on="last", **QUICK)
+    result = train_model("gmf", small_data, config)
+    for split, eval_set in (("val", small_data.validation), ("test", small_data.test)):
+        at_5, at_10 = (evaluate(result.model.score, eval_set, k)["hr"] for k in (5, 10))
+        assert result.best[f"{split}_hr"] == at_5 != at_10
+
+
+@pytest.mark.numbers
+def test_selecting_on_validation_needs_validation_items(small_ratings):
+    data = build_dataset(small_ratings, validation=False)
+    model = build_model("gmf", data.n_users, data.n_items)
+    message = "select_on='validation' needs data built with validation=True"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        fit(model, data, TrainConfig(epochs=1, **QUICK))
+
+
+@pytest.mark.numbers
+def test_the_cores_optimizers_send_sparse_adam_to_scale():
+    from ncf_lib.train import make_optimizer
+
+    message = "make_optimizer builds adam or sgd; build another with fit(..., make_optimizer=...)"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make_optimizer(torch.nn.Linear(2, 1), TrainConfig(optimizer="sparse-adam"))
+
+
+def test_checkpoint_is_written_after_every_epoch(tmp_path):
+    from ncf_lib.train import TrainConfig, train_model
+
+    data = build_splits(load_ratings(SAMPLE), seed=42)[0]
+    seen = []
+    path = tmp_path / "run.pt"
+
+    def on_epoch(row):
+        seen.append((row["epoch"], load_checkpoint(path).training["epoch"]))
+
+    config = TrainConfig(epochs=3, progress=False, checkpoint=str(path))
+    train_model("gmf", data, config, on_epoch=on_epoch)
+    assert seen == [(1, 1), (2, 2), (3, 3)]
 
 
 @pytest.fixture(scope="module")
@@ -79,47 +319,6 @@ def test_early_stopping_with_patience(small_data):
     result = train_model("gmf", small_data, TrainConfig(epochs=30, lr=0.5, patience=2, **QUICK))
     assert len(result.history) < 30
     assert len(result.history) - result.best_epoch == 2
-
-
-def test_checkpoint_round_trip_gives_identical_scores(small_data, tmp_path):
-    path = tmp_path / "ck" / "m.pt"
-    result = train_model("neumf", small_data, TrainConfig(epochs=1, checkpoint=str(path), **QUICK))
-    assert result.checkpoint == path and path.is_file()
-    assert [p.name for p in path.parent.iterdir()] == ["m.pt"]  # no temporary file left
-    loaded = load_checkpoint(path)
-    assert not loaded.model.training
-    users = torch.arange(10)
-    items = torch.randint(0, small_data.n_items, (10, 20))
-    assert torch.equal(loaded.model.score(users, items), result.model.eval().score(users, items))
-    assert loaded.epoch == result.best_epoch and loaded.dataset == small_data.name
-    assert loaded.data == {"num_ng_test": 99, "validation": True, "seed": small_data.seed}
-    assert (loaded.user_ids == small_data.user_ids).all()
-
-
-def test_load_checkpoint_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
-        load_checkpoint(tmp_path / "missing.pt")
-    junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not an ncf_lib checkpoint"):
-        load_checkpoint(junk)
-
-
-def test_pretraining_starts_where_its_parts_are(small_data):
-    cfg = TrainConfig(epochs=2, lr=0.01, **QUICK)
-    gmf = train_model("gmf", small_data, cfg).model
-    mlp = train_model("mlp", small_data, cfg).model
-    neumf = pretrained_neumf(gmf, mlp)
-    users, items = torch.arange(20), torch.randint(0, small_data.n_items, (20, 5))
-    with torch.no_grad():
-        expected = 0.5 * gmf.score(users, items) + 0.5 * mlp.score(users, items)
-        assert torch.allclose(neumf.eval().score(users, items), expected, atol=1e-5)
-    config = TrainConfig(epochs=1, optimizer="sgd", lr=0.05, evaluate_start=True, **QUICK)
-    before = evaluate(neumf.eval().score, small_data.test)
-    result = fit(neumf, small_data, config)
-    assert result.history.loc[0, "test_hr"] == before["hr"]  # fine-tuning starts from the parts
-    with pytest.raises(ValueError, match="needs a GMF and an MLP"):
-        pretrained_neumf(mlp, gmf)
 
 
 def test_evaluate_start_can_keep_the_model_as_given(small_data):
@@ -214,8 +413,9 @@ def test_a_rate_or_weight_must_be_a_finite_number(name, value):
         TrainConfig(**{name: value})
 
 
+@pytest.mark.slow
 def test_real_movielens_100k_neumf_quality(ml100k_dir):
-    """The issue's bar: NeuMF, seed defaults, 10 epochs, 99 negatives, validation-selected."""
+    """The quality bar: NeuMF, seed defaults, 10 epochs, 99 negatives, validation-selected."""
     data = build_dataset(load_ratings(ml100k_dir))
     result = train_model("neumf", data, TrainConfig(epochs=10, progress=False))
     assert result.best["test_hr"] >= 0.62
@@ -228,19 +428,6 @@ def test_the_optimizer_is_torch_fused_adam_or_sgd():
     assert type(adam) is torch.optim.Adam and adam.defaults["fused"]
     sgd = make_optimizer(model, TrainConfig(optimizer="sgd", lr=0.05))
     assert type(sgd) is torch.optim.SGD and sgd.defaults["lr"] == 0.05
-
-
-def test_the_torch_sampler_trains_on_the_cpu_too(small_data):
-    """The sampler CUDA uses by default, asked for explicitly: reproducible, and its own
-    random stream (so other numbers than NumPy's)."""
-    config = TrainConfig(epochs=2, **QUICK)
-    runs = [
-        train_model("gmf", small_data, config, **scale.fit_options(config, sampler=s)[1])
-        for s in ("torch", "torch", "numpy")
-    ]
-    pd.testing.assert_frame_equal(runs[0].history[METRICS], runs[1].history[METRICS])
-    assert not runs[0].history[METRICS].equals(runs[2].history[METRICS])
-    assert runs[0].best["test_hr"] > 0.2  # it learns (random: 0.1)
 
 
 def _l2_penalty(model, users, items):
@@ -291,35 +478,6 @@ def test_train_epoch_is_the_plain_loop(small_data):
     for a, b in zip(models[0].parameters(), models[1].parameters()):
         assert torch.equal(a, b)
     assert loss == pytest.approx(written_out, rel=1e-6)
-
-
-def test_fit_options_are_fits_defaults_in_one_process_and_torchrun_under_it(monkeypatch):
-    from ncf_lib.scale.distributed import TrainEpoch
-    from ncf_lib.scale.distributed import evaluate as evaluate_over_ranks
-
-    config = TrainConfig(checkpoint="run.pt", log_dir="logs", **QUICK)
-    assert scale.fit_options(config) == (config, {})  # fit's own defaults
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    monkeypatch.setattr("ncf_lib.scale.distributed.start", lambda ranks, device: device)
-    rank1, options = scale.fit_options(config)
-    assert isinstance(options["train_epoch"], TrainEpoch)
-    assert options["evaluate"] is evaluate_over_ranks
-    assert (rank1.checkpoint, rank1.log_dir, rank1.progress) == (None, None, False)
-
-
-def test_an_optimizer_fit_options_cannot_build_is_refused():
-    with pytest.raises(ConfigError, match="optimizer .--optimizer. must be one of adam, sgd"):
-        scale.fit_options(TrainConfig(optimizer="adamw"))
-
-
-def test_resuming_with_another_sampler_is_refused(small_data, tmp_path):
-    config = TrainConfig(epochs=1, checkpoint=str(tmp_path / "run.pt"), **QUICK)
-    train_model("gmf", small_data, config)
-    longer = replace(config, epochs=2, checkpoint=None)
-    with pytest.raises(ConfigError, match="numpy sampler; resume it with that one, not the torch"):
-        train_model("gmf", small_data, longer, resume=load_checkpoint(tmp_path / "run.pt"),
-                    **scale.fit_options(longer, sampler="torch")[1])  # fmt: skip
 
 
 def test_the_progress_bar_counts_each_epochs_batches(small_data, capsys):

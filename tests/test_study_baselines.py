@@ -1,17 +1,24 @@
-"""EASE, PureSVD and iALS against second implementations on tiny data, and their tuning."""
+"""ncf_lib.study.baselines: ItemKNN, EASE, PureSVD and iALS against hand computations, tuned on
+validation."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from ncf_lib.dataset import build_dataset
+from ncf_lib.dataset import EvalSet, build_dataset
 from ncf_lib.errors import ConfigError
-from ncf_lib.metrics import evaluate
+from ncf_lib.metrics import (
+    PopularityScorer,
+    evaluate,
+)
 from ncf_lib.ratings import load_ratings
 from ncf_lib.study.baselines import (
     IALSConfig,
+    ItemKNNScorer,
     PureSVD,
     ease,
     ials,
@@ -19,6 +26,53 @@ from ncf_lib.study.baselines import (
     tune_ials,
     tune_puresvd,
 )
+
+
+def _tiny_data():
+    """3 users x 4 items: item 0 <- users 0, 1; item 1 <- users 0, 1, 2; item 2 <- user 2;
+    item 3 <- user 1."""
+    from ncf_lib.dataset import NCFData
+
+    users, items = np.array([0, 0, 1, 1, 1, 2, 2]), np.array([0, 1, 0, 1, 3, 1, 2])
+    test = EvalSet(np.array([0]), np.array([[2, 3]]))
+    return NCFData(
+        3,
+        4,
+        users,
+        items,
+        users * 4 + items,
+        None,
+        test,
+        np.arange(3),
+        np.arange(4),
+        None,
+        "tiny",
+        0,
+    )
+
+
+def test_item_knn_cosine_by_hand():
+    knn = ItemKNNScorer.fit(_tiny_data(), k=3)
+    sim = knn.similarity
+    assert sim[0, 1].item() == pytest.approx(2 / math.sqrt(2 * 3))
+    assert sim[1, 2].item() == pytest.approx(1 / math.sqrt(3 * 1))
+    assert sim[0, 2].item() == 0.0 and torch.all(sim.diagonal() == 0)
+    assert torch.allclose(sim, sim.T)  # k = 3 keeps every neighbour: symmetric
+    # user 0 (items 0, 1): item 2 scores sim(0,2) + sim(1,2), item 3 sim(0,3) + sim(1,3)
+    scores = knn(torch.tensor([0]), torch.tensor([[2, 3]]))
+    assert scores[0, 0].item() == pytest.approx(1 / math.sqrt(3))
+    assert scores[0, 1].item() == pytest.approx(1 / math.sqrt(2) + 1 / math.sqrt(3))
+    shrunk = ItemKNNScorer.fit(_tiny_data(), k=3, shrink=1.0).similarity
+    assert shrunk[0, 1].item() == pytest.approx(2 / (math.sqrt(6) + 1))
+
+
+def test_item_knn_keeps_k_neighbours_and_beats_popularity(small_data):
+    d = small_data
+    knn = ItemKNNScorer.fit(d, k=20)
+    assert ((knn.similarity > 0).sum(dim=0) <= 20).all()
+    assert evaluate(knn, d.test)["hr"] > evaluate(PopularityScorer.fit(d), d.test)["hr"]
+    with pytest.raises(ValueError, match="k >= 1"):
+        ItemKNNScorer.fit(d, k=0)
 
 
 @pytest.fixture(scope="module")

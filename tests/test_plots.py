@@ -1,11 +1,10 @@
-"""Plotting functions on tiny data, the notebooks' settings, the published numbers."""
+"""ncf_lib.plots: the figures the notebooks draw."""
 
 from __future__ import annotations
 
 import matplotlib
 
 matplotlib.use("Agg")
-
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -13,9 +12,6 @@ import torch  # noqa: E402
 from ncf_lib import plots  # noqa: E402
 from ncf_lib.errors import ConfigError  # noqa: E402
 from ncf_lib.models import ModelConfig, build_model  # noqa: E402
-from ncf_lib.study import plots as study_plots  # noqa: E402
-from ncf_lib.study.published import published_ml1m  # noqa: E402
-from ncf_lib.tutorial import SAMPLE_DATASET, settings  # noqa: E402
 
 
 def test_plot_long_tail(small_ratings):
@@ -104,74 +100,3 @@ def test_plot_results_with_and_without_published():
     fig = plots.plot_results(ours, paper)
     assert len(fig.axes[0].patches) == 4  # the missing GMF paper bar is NaN, not dropped
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["GMF", "NeuMF"]
-
-
-def test_plot_speed():
-    table = pd.DataFrame(
-        {"stage": ["epoch", "eval"], "original": [120.0, 13.0], "ncf_lib": [8.0, 0.3]}
-    )
-    fig = study_plots.plot_speed(table)
-    assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].patches) == 4
-
-
-@pytest.mark.parametrize("value, sample", [("1", True), ("yes", True), ("0", False), ("", False)])
-def test_settings_switch_on_ncf_sample(monkeypatch, value, sample):
-    monkeypatch.setenv("NCF_SAMPLE", value)
-    monkeypatch.delenv("NCF_DATASET", raising=False)
-    s = settings("ml-1m", epochs=7, sample_epochs=2)
-    assert s.sample is sample
-    assert s.dataset == (SAMPLE_DATASET if sample else "ml-1m")
-    assert s.epochs == (2 if sample else 7)
-
-
-def test_settings_default_to_movielens_100k(monkeypatch):
-    monkeypatch.delenv("NCF_SAMPLE", raising=False)
-    monkeypatch.delenv("NCF_DATASET", raising=False)
-    assert (settings().dataset, settings().epochs) == ("ml-100k", 10)
-
-
-def test_settings_dataset_override(monkeypatch):
-    monkeypatch.setenv("NCF_DATASET", "/some/ml-100k")
-    assert settings("ml-1m").dataset == "/some/ml-100k"
-
-
-@pytest.mark.parametrize("epochs", [0, 2.5, "10", True])
-def test_settings_refuse_a_bad_epoch_count(monkeypatch, epochs):
-    monkeypatch.delenv("NCF_SAMPLE", raising=False)
-    with pytest.raises(ConfigError, match=f"EPOCHS = {epochs!r}: expected a whole number"):
-        settings(epochs=epochs)
-
-
-def test_published_numbers_have_sources():
-    table = published_ml1m()
-    assert {"source", "model", "hr", "ndcg", "how_checked"} <= set(table.columns)
-    assert table["hr"].between(0, 1).all() and table["how_checked"].notna().all()
-    paper = table[table["source"].str.startswith("He et al.")]
-    assert set(paper["model"]) == {"MLP", "NeuMF"}
-
-
-def _study_rows():
-    rows = []
-    for model in ("gmf", "neumf"):
-        for f in (8, 16, 32):
-            for seed in (0, 1):
-                row = {"model": model, "factors": f, "seed": seed, "ndcg@10": 0.2 + f / 1000}
-                row.update({f"hr@{k}": 0.05 * k + f / 1000 + seed / 100 for k in range(1, 11)})
-                rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def test_plot_study_averages_seeds_and_marks_published():
-    published = pd.DataFrame({"model": ["neumf"], "factors": [32], "hr": [0.7], "ndcg": [0.42]})
-    rows = _study_rows().sample(frac=1.0, random_state=0)  # any order of runs
-    fig = study_plots.plot_study(rows, "factors", "tiny", published=published)
-    hr_ax = fig.axes[0]
-    gmf_line = hr_ax.lines[0]
-    assert list(gmf_line.get_xdata()) == [8, 16, 32]
-    assert gmf_line.get_ydata()[0] == pytest.approx(0.5 + 0.008 + 0.005)  # mean of 2 seeds
-    assert any(list(line.get_xdata()) == [32] for line in hr_ax.lines[1:])  # the cross
-
-
-def test_plot_hr_at_k():
-    fig = study_plots.plot_hr_at_k(_study_rows())
-    assert len(fig.axes[0].lines) == 2 and len(fig.axes[0].lines[0].get_xdata()) == 10

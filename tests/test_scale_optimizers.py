@@ -1,4 +1,4 @@
-"""The row-sparse Adam: what it updates, the engine's numbers with it, and resuming it."""
+"""ncf_lib.scale.optimizers: the row-sparse Adam, what it updates, its numbers and resuming it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from ncf_lib.scale.optimizers import SparseRowAdam, make_optimizer
 from ncf_lib.train import TrainConfig, train_epoch, train_model
 
 QUICK = dict(progress=False, batch_size=256)
+
+
 METRICS = ["loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg"]
 
 

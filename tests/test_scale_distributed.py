@@ -1,4 +1,5 @@
-"""Training under ``torchrun`` (DDP, gloo on CPU): the same model as one process, no hang."""
+"""ncf_lib.scale.distributed: training under torchrun (DDP, gloo on CPU) equals one process, and
+never hangs."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from ncf_lib.scale.distributed import Ranks, check_supported, shard
 from ncf_lib.train import TrainConfig
 
 SCRIPT = REPO / "tests" / "ddp_fit.py"
+
+
 METRICS = ["loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg"]
 
 
@@ -49,6 +52,7 @@ def _fit(tmp_path, n: int, model: str, batch: int) -> dict:
     return torch.load(out, weights_only=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["gmf", "neumf"])
 def test_two_processes_train_what_one_process_trains(tmp_path, model):
     """Global batch 256 in two ranks of 128 rows = one process with batch 256, up to the
@@ -80,6 +84,7 @@ def test_shards_are_equal_disjoint_and_cut_to_a_multiple_of_the_ranks():
         check_supported(TrainConfig(batch_size=301), Ranks(0, 2, 0))
 
 
+@pytest.mark.slow
 def test_an_uneven_epoch_does_not_hang_and_only_rank_zero_writes(tmp_path):
     """Through the command line: rows that do not divide into the ranks, one checkpoint,
     one copy of the output."""
@@ -93,6 +98,7 @@ def test_an_uneven_epoch_does_not_hang_and_only_rank_zero_writes(tmp_path):
     assert len(list((tmp_path / "ckpt").glob("*.pt"))) == 1
 
 
+@pytest.mark.slow
 def test_a_failing_rank_stops_the_run_with_its_error(tmp_path):
     """Rank 1 fails after its first epoch; rank 0 must not wait for it in a collective
     (torchrun stops it; a hang would end in _torchrun's timeout and fail the test)."""

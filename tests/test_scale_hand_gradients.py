@@ -1,4 +1,5 @@
-"""The optional CPU engine: autograd's gradients bit for bit, and only for the exact classes."""
+"""ncf_lib.scale.hand_gradients: autograd's gradients bit for bit, and only for the exact
+classes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from ncf_lib.scale import hand_gradients
 from ncf_lib.train import TrainConfig, fit, seed_everything, train_model
 
 QUICK = dict(progress=False, batch_size=256)
+
+
 METRICS = ["loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg"]
 
 

@@ -1,4 +1,5 @@
-"""Corrected sampled metrics (Krichene & Rendle, KDD 2020) on a case whose full ranking is known."""
+"""ncf_lib.study.corrected: corrected sampled metrics (Krichene & Rendle, KDD 2020) on cases whose
+full ranking is known."""
 
 from __future__ import annotations
 

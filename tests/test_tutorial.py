@@ -1,0 +1,57 @@
+"""ncf_lib.tutorial: the notebooks' settings (NCF_SAMPLE, NCF_DATASET, NCF_EPOCHS)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+
+from ncf_lib.errors import ConfigError  # noqa: E402
+from ncf_lib.tutorial import SAMPLE_DATASET, settings  # noqa: E402
+
+
+@pytest.mark.parametrize("value, sample", [("1", True), ("yes", True), ("0", False), ("", False)])
+def test_settings_switch_on_ncf_sample(monkeypatch, value, sample):
+    monkeypatch.setenv("NCF_SAMPLE", value)
+    monkeypatch.delenv("NCF_DATASET", raising=False)
+    s = settings("ml-1m", epochs=7, sample_epochs=2)
+    assert s.sample is sample
+    assert s.dataset == (SAMPLE_DATASET if sample else "ml-1m")
+    assert s.epochs == (2 if sample else 7)
+
+
+def test_settings_default_to_movielens_100k(monkeypatch):
+    monkeypatch.delenv("NCF_SAMPLE", raising=False)
+    monkeypatch.delenv("NCF_DATASET", raising=False)
+    assert (settings().dataset, settings().epochs) == ("ml-100k", 10)
+
+
+def test_settings_dataset_override(monkeypatch):
+    monkeypatch.setenv("NCF_DATASET", "/some/ml-100k")
+    assert settings("ml-1m").dataset == "/some/ml-100k"
+
+
+@pytest.mark.parametrize("epochs", [0, 2.5, "10", True])
+def test_settings_refuse_a_bad_epoch_count(monkeypatch, epochs):
+    monkeypatch.delenv("NCF_SAMPLE", raising=False)
+    with pytest.raises(ConfigError, match=f"EPOCHS = {epochs!r}: expected a whole number"):
+        settings(epochs=epochs)
+
+
+@pytest.mark.parametrize("value, sample", [("off", False), ("n", False), ("ON", True), ("y", True)])
+def test_ncf_sample_reads_the_usual_words(monkeypatch, value, sample):
+    from ncf_lib.tutorial import settings
+
+    monkeypatch.setenv("NCF_SAMPLE", value)
+    assert settings().sample is sample
+
+
+def test_ncf_sample_refuses_anything_else(monkeypatch):
+    from ncf_lib.errors import ConfigError
+    from ncf_lib.tutorial import settings
+
+    monkeypatch.setenv("NCF_SAMPLE", "maybe")
+    with pytest.raises(ConfigError, match="NCF_SAMPLE='maybe': expected 1, true"):
+        settings()
