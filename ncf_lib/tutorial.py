@@ -1,6 +1,7 @@
 """The notebooks' settings: a notebook's ``parameters`` cell (``DATASET``, ``EPOCHS``) unless
 ``NCF_SAMPLE=1`` (a small generated dataset, one or two epochs: the whole tutorial in a few
-minutes) or ``NCF_DATASET`` (another dataset name or folder) override it."""
+minutes) or ``NCF_DATASET`` (another dataset name or folder) override it; the movies and
+titles the notebooks show, with ids in their place for ratings-only data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError
+from ncf_lib.ratings import Ratings
 
 SAMPLE_ENV = "NCF_SAMPLE"
 DATASET_ENV = "NCF_DATASET"
@@ -50,3 +56,21 @@ def settings(dataset: str = "ml-100k", epochs: int = 10, sample_epochs: int = 2)
     sample = SWITCH[text]
     chosen = os.environ.get(DATASET_ENV) or (SAMPLE_DATASET if sample else dataset)
     return Settings(sample, chosen, sample_epochs if sample else epochs, Path("outputs"))
+
+
+def movies(raw: Ratings) -> pd.DataFrame:
+    """``item_id, title, genres``, one row per rated movie: the dataset's movies file, or for
+    ratings without one (a ratings file given by path) the ids as titles and no genres, said
+    in one printed line."""
+    if raw.movies is not None:
+        return raw.movies
+    print(f"{raw.name} has no movies file: movies are named by their ids, without genres")
+    ids = np.unique(raw.ratings["item_id"].to_numpy())
+    return pd.DataFrame({"item_id": ids, "title": [f"movie {i}" for i in ids], "genres": ""})
+
+
+def titles(data: NCFData) -> np.ndarray:
+    """``(n_items,)`` each item's title, or ``movie ID`` for data without titles."""
+    if data.titles is not None:
+        return data.titles
+    return np.array([f"movie {i}" for i in data.item_ids], dtype=object)

@@ -1,6 +1,7 @@
 """The notebooks: every .md/.ipynb pair in sync, outputs kept out of git, common structure.
 
-Executing them is nbval's job (``make test`` runs ``pytest --nbval-lax notebooks``).
+Executing them is nbval's job (``make test`` runs ``pytest --nbval-lax notebooks``); the
+notebooks that show movies are also run here on ratings without a movies file.
 """
 
 from __future__ import annotations
@@ -68,3 +69,33 @@ def test_settings_cell_opens_the_notebook(name):
     assert not re.search(r"^(DATASET|EPOCHS) =", later, re.M), "set only in the settings cell"
     if name[:2] in ("04", "05", "06", "07", "09"):  # the notebooks that train
         assert "EPOCHS = 10" in params.source
+
+
+@pytest.fixture(scope="module")
+def ratings_only(tmp_path_factory):
+    """The notebooks' sample as one ratings file, without a movies file."""
+    from ncf_lib.ratings import load_ratings
+    from ncf_lib.tutorial import SAMPLE_DATASET
+
+    path = tmp_path_factory.mktemp("ratings-only") / "ratings.csv"
+    load_ratings(SAMPLE_DATASET).ratings.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [p for p in PAIRS if p[:2] in ("01", "07", "09")])
+def test_a_ratings_only_dataset_runs_the_notebooks_that_show_movies(
+    name, ratings_only, tmp_path, monkeypatch
+):
+    """Without titles or genres the notebooks name movies by id, say so, and run to the end."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("NCF_SAMPLE", "1")
+    monkeypatch.setenv("NCF_DATASET", str(ratings_only))
+    notebook = jupytext.read(NOTEBOOKS / f"{name}.ipynb")
+    NotebookClient(notebook, timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    printed = "".join(
+        out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", [])
+    )
+    assert "has no movies file: movies are named by their ids" in printed
+    assert "movie " in str([cell.get("outputs") for cell in notebook.cells])

@@ -33,7 +33,7 @@ def recommend(
 
     Returns:
         ``items (k,)`` contiguous ids, best first, and ``probabilities (k,)`` (sigmoid of
-        the logits).
+        the logits: a score learned against sampled negatives, not a calibrated probability).
     """
     device = next(model.parameters()).device
     items = torch.arange(model.n_items, device=device)
