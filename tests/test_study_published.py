@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-from ncf_lib.study.published import published_ml1m  # noqa: E402
+from ncf_lib.study.published import published_ml1m
 
 
 def test_published_numbers_have_sources():

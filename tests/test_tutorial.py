@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-from ncf_lib.errors import ConfigError  # noqa: E402
-from ncf_lib.tutorial import SAMPLE_DATASET, settings  # noqa: E402
+from ncf_lib.dataset import build_dataset
+from ncf_lib.errors import ConfigError
+from ncf_lib.tutorial import SAMPLE_DATASET, settings
 
 
 @pytest.mark.parametrize("value, sample", [("1", True), ("yes", True), ("0", False), ("", False)])
@@ -55,3 +53,22 @@ def test_ncf_sample_refuses_anything_else(monkeypatch):
     monkeypatch.setenv("NCF_SAMPLE", "maybe")
     with pytest.raises(ConfigError, match="NCF_SAMPLE='maybe': expected 1, true"):
         settings()
+
+
+def test_movies_and_titles_fall_back_to_ids_for_ratings_only_data(small_ratings, capsys):
+    from dataclasses import replace
+
+    from ncf_lib.tutorial import movies, titles
+
+    assert movies(small_ratings) is small_ratings.movies
+    assert capsys.readouterr().out == ""
+    bare = replace(small_ratings, movies=None)
+    table = movies(bare)
+    assert "has no movies file: movies are named by their ids" in capsys.readouterr().out
+    rated = np.unique(bare.ratings["item_id"])
+    assert table["item_id"].tolist() == rated.tolist()
+    assert table["title"].tolist() == [f"movie {i}" for i in rated]
+    data = build_dataset(bare, seed=7)
+    assert data.titles is None
+    assert titles(data).tolist() == [f"movie {i}" for i in data.item_ids]
+    assert titles(build_dataset(small_ratings, seed=7))[0] != f"movie {data.item_ids[0]}"
