@@ -98,7 +98,7 @@ book: $(STAMP)
 	@echo "The book: build/book/index.html"
 
 notebooks: $(STAMP)
-	$(BIN)/jupytext --sync notebooks/*.md
+	$(BIN)/jupytext --sync notebooks/[0-9]*.md
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(ARGS)

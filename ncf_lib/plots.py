@@ -137,15 +137,20 @@ def plot_architecture(root: Layer, title: str = "") -> Figure:
 
 
 def plot_results(
-    results: pd.DataFrame, published: pd.DataFrame | None = None, k: int = 10
+    results: pd.DataFrame,
+    published: pd.DataFrame | None = None,
+    k: int = 10,
+    labels: tuple[str, str] = ("ours", "published"),
 ) -> Figure:
     """HR@K and NDCG@K per model, ours beside published numbers.
 
     Args:
         results: columns ``model, hr, ndcg``.
         published: optional columns ``model, hr, ndcg`` (e.g. the paper's).
+        labels: the legend's names of the two (say when they differ in data or protocol).
     """
-    tables = {"ours": results} | ({"published": published} if published is not None else {})
+    ours, theirs = labels
+    tables = {ours: results} | ({theirs: published} if published is not None else {})
     models = list(dict.fromkeys(results["model"]))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     width = 0.8 / len(tables)

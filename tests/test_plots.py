@@ -100,3 +100,11 @@ def test_plot_results_with_and_without_published():
     fig = plots.plot_results(ours, paper)
     assert len(fig.axes[0].patches) == 4  # the missing GMF paper bar is NaN, not dropped
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["GMF", "NeuMF"]
+
+
+def test_plot_results_names_both_sides_in_the_legend():
+    ours = pd.DataFrame({"model": ["NeuMF"], "hr": [0.7], "ndcg": [0.4]})
+    fig = plots.plot_results(ours, ours, labels=("ours: ml-100k", "paper: MovieLens-1M"))
+    for ax in fig.axes:
+        names = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert names == ["ours: ml-100k", "paper: MovieLens-1M"]
