@@ -1,7 +1,7 @@
 """A reader copies a notebook's ``# ncf_lib/...`` cells into a ``.py`` file of their own: each
-must work there with only the imports the notebook showed before it (and the cells it built
-before it), in a fresh interpreter. Every name its functions and classes use, in their code
-and in their annotations, must then be defined.
+must work there with only the imports of that cell and of the cell right above it (and the
+cells it built before it, with theirs), in a fresh interpreter. Every name its functions and
+classes use, in their code and in their annotations, must then be defined.
 """
 
 from __future__ import annotations
@@ -47,23 +47,28 @@ assert not _missing, f"names used but not defined: {sorted(set(_missing))}"
 
 
 def copied_cells(path):
-    """``(index, script, defined names)`` for every marked cell: the imports of the code cells
-    before it (``__future__`` first, as Python requires), the marked cells before it, then the
-    cell itself."""
-    future, shown, built = [], [], []
+    """``(index, script, defined names)`` for every marked cell: the imports of that cell and
+    of the code cell right above it (``__future__`` first, as Python requires), then the
+    marked cells before it with their own such imports (what a reader has copied already),
+    then the cell itself."""
+    future, shown, built, above = [], [], [], ""
     for index, cell in enumerate(jupytext.read(path).cells):
         if cell.cell_type != "code" or cell.source.startswith("%"):
             continue
-        tree = ast.parse(cell.source)
         if cell.source.startswith("# ncf_lib/"):
+            tree = ast.parse(cell.source)
             defined = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
-            yield index, "\n\n".join([*future, *shown, *built, cell.source]), defined
-            built.append(cell.source)
-        for node in tree.body:
-            if isinstance(node, (ast.Import, ast.ImportFrom)):  # a file starts with __future__
-                (future if getattr(node, "module", "") == "__future__" else shown).append(
-                    ast.unparse(node)
-                )
+            for source in (above, cell.source):
+                for node in ast.parse(source).body:
+                    if isinstance(node, (ast.Import, ast.ImportFrom)):
+                        is_future = getattr(node, "module", "") == "__future__"
+                        (future if is_future else shown).append(ast.unparse(node))
+            body = "\n".join(
+                line for line in cell.source.splitlines() if not line.startswith("from __future__")
+            )
+            yield index, "\n\n".join([*dict.fromkeys(future), *shown, *built, body]), defined
+            built.append(body)
+        above = cell.source
 
 
 CASES = [
