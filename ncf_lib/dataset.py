@@ -192,13 +192,10 @@ def sample_candidates(
     num_ng_test: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Draw ``num_ng_test`` distinct items each user never interacted with.
-
-    Exact uniform sampling without replacement: each user's items get uniform random
-    scores, interacted items get +inf, and the ``num_ng_test`` smallest scores win
-    (``argpartition`` over chunks of users, so memory stays bounded). ``users (n,)`` and
-    ``held_out (n,)`` give one row each; ``interacted_keys`` are the sorted
-    ``user * n_items + item`` of all interactions (train, validation and test).
+    """Draw ``num_ng_test`` distinct items each user never interacted with: uniform random
+    scores, +inf for the user's own items, the ``num_ng_test`` smallest (chunks of users
+    keep memory bounded). ``users (n,)`` and ``held_out (n,)`` give one row each;
+    ``interacted_keys`` are the sorted ``user * n_items + item`` of every interaction.
 
     Returns:
         ``(n, 1 + num_ng_test)`` item ids, held-out item first.
@@ -209,17 +206,24 @@ def sample_candidates(
     for start in range(0, users.size, chunk):
         block = users[start : start + chunk]
         scores = rng.random((block.size, n_items), dtype=np.float32)
-        lo = np.searchsorted(interacted_keys, block * n_items)
-        hi = np.searchsorted(interacted_keys, (block + 1) * n_items)
-        if (n_items - (hi - lo) < num_ng_test).any():
+        rows, items = interacted_cells(block, interacted_keys, n_items)
+        if (n_items - np.bincount(rows, minlength=block.size) < num_ng_test).any():
             raise DataError(f"a user has fewer than num_ng_test={num_ng_test} unseen items")
-        rows = np.repeat(np.arange(block.size), hi - lo)
-        cols = interacted_keys[_ranges(lo, hi)] - np.repeat(block, hi - lo) * n_items
-        scores[rows, cols] = np.inf
-        out[start : start + block.size, 1:] = np.argpartition(scores, num_ng_test - 1, axis=1)[
-            :, :num_ng_test
-        ]
+        scores[rows, items] = np.inf
+        smallest = np.argpartition(scores, num_ng_test - 1, axis=1)[:, :num_ng_test]
+        out[start : start + block.size, 1:] = smallest
     return out
+
+
+def interacted_cells(
+    users: np.ndarray, interacted_keys: np.ndarray, n_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, items)``: for each interaction of ``users (n,)``, the row of its user in
+    ``users`` and its item, found in the sorted ``user * n_items + item`` keys."""
+    lo = np.searchsorted(interacted_keys, users * n_items)
+    hi = np.searchsorted(interacted_keys, (users + 1) * n_items)
+    rows = np.repeat(np.arange(users.size), hi - lo)
+    return rows, interacted_keys[_ranges(lo, hi)] % n_items
 
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

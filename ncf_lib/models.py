@@ -139,26 +139,6 @@ class NeuMF(Recommender):
         mlp = torch.cat([self.mlp_user_embedding(users), self.mlp_item_embedding(items)], dim=-1)
         return self.output(torch.cat([gmf, self.tower(mlp)], dim=-1)).squeeze(-1)
 
-    @classmethod
-    def from_pretrained(cls, gmf: GMF, mlp: MLP, alpha: float = 0.5) -> NeuMF:
-        """The paper's pre-training: embeddings and tower copied from a trained GMF and MLP,
-        prediction layer ``[alpha * h_gmf, (1 - alpha) * h_mlp]`` (its bias likewise), so
-        NeuMF starts as ``alpha * GMF + (1 - alpha) * MLP`` in logits."""
-        if (gmf.n_users, gmf.n_items) != (mlp.n_users, mlp.n_items):
-            sizes = f"{gmf.n_users}x{gmf.n_items} and {mlp.n_users}x{mlp.n_items}"
-            raise ConfigError(f"GMF and MLP were trained on different users or items ({sizes})")
-        config = ModelConfig(gmf.config.factor_num, mlp.config.layers, mlp.config.dropout)
-        model = cls(gmf.n_users, gmf.n_items, config)
-        with torch.no_grad():
-            for name in ("user_embedding", "item_embedding"):
-                getattr(model, f"gmf_{name}").weight.copy_(getattr(gmf, name).weight)
-                getattr(model, f"mlp_{name}").weight.copy_(getattr(mlp, name).weight)
-            model.tower.load_state_dict(mlp.tower.state_dict())
-            h = torch.cat([alpha * gmf.output.weight, (1 - alpha) * mlp.output.weight], dim=1)
-            model.output.weight.copy_(h)
-            model.output.bias.copy_(alpha * gmf.output.bias + (1 - alpha) * mlp.output.bias)
-        return model
-
 
 class MF(Recommender):
     """Matrix factorisation with biases: ``b + b_u + b_i + p_u . q_i`` (uses ``factor_num``).

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import torch
+
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError
 from ncf_lib.metrics import evaluate
@@ -25,15 +27,28 @@ ALPHA_GRID = (0.5, 0.3, 0.7)
 
 
 def pretrained_neumf(gmf: GMF, mlp: MLP, alpha: float = 0.5) -> NeuMF:
-    """NeuMF from a trained GMF and MLP (see :meth:`NeuMF.from_pretrained`)."""
+    """The paper's pre-training: NeuMF with embeddings and tower copied from a trained GMF and
+    MLP and the prediction layer ``[alpha * h_gmf, (1 - alpha) * h_mlp]`` (its bias likewise),
+    so that it starts as ``alpha * GMF + (1 - alpha) * MLP`` in logits."""
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha (--alpha) weighs GMF against MLP: in [0, 1], got {alpha}")
     if type(gmf) is not GMF or type(mlp) is not MLP:
-        raise ConfigError(
-            "pre-training needs a GMF and an MLP "
-            f"(got {type(gmf).__name__} and {type(mlp).__name__})"
-        )
-    return NeuMF.from_pretrained(gmf, mlp, alpha)
+        kinds = f"{type(gmf).__name__} and {type(mlp).__name__}"
+        raise ConfigError(f"pre-training needs a GMF and an MLP (got {kinds})")
+    if (gmf.n_users, gmf.n_items) != (mlp.n_users, mlp.n_items):
+        sizes = f"{gmf.n_users}x{gmf.n_items} and {mlp.n_users}x{mlp.n_items}"
+        raise ConfigError(f"GMF and MLP were trained on different users or items ({sizes})")
+    config = ModelConfig(gmf.config.factor_num, mlp.config.layers, mlp.config.dropout)
+    model = NeuMF(gmf.n_users, gmf.n_items, config)
+    with torch.no_grad():
+        for name in ("user_embedding", "item_embedding"):
+            getattr(model, f"gmf_{name}").weight.copy_(getattr(gmf, name).weight)
+            getattr(model, f"mlp_{name}").weight.copy_(getattr(mlp, name).weight)
+        model.tower.load_state_dict(mlp.tower.state_dict())
+        h = torch.cat([alpha * gmf.output.weight, (1 - alpha) * mlp.output.weight], dim=1)
+        model.output.weight.copy_(h)
+        model.output.bias.copy_(alpha * gmf.output.bias + (1 - alpha) * mlp.output.bias)
+    return model
 
 
 def choose_alpha(

@@ -93,29 +93,6 @@ def test_unknown_model_name():
         build_model("svd", 3, 3)
 
 
-@pytest.mark.parametrize("alpha", [0.5, 0.2])
-def test_pretrained_neumf_is_the_alpha_weighted_combination(alpha):
-    torch.manual_seed(1)
-    gmf, mlp = GMF(N_USERS, N_ITEMS).eval(), MLP(N_USERS, N_ITEMS).eval()
-    with torch.no_grad():  # make the output layers non-trivial, as after training
-        for m in (gmf, mlp):
-            m.output.bias.fill_(float(torch.randn(())))
-    neumf = NeuMF.from_pretrained(gmf, mlp, alpha).eval()
-    users, items = torch.randint(0, N_USERS, (40,)), torch.randint(0, N_ITEMS, (40,))
-    expected = alpha * gmf(users, items) + (1 - alpha) * mlp(users, items)
-    assert torch.allclose(neumf(users, items), expected, atol=1e-6)
-    assert torch.equal(neumf.gmf_user_embedding.weight, gmf.user_embedding.weight)
-    assert torch.equal(neumf.mlp_item_embedding.weight, mlp.item_embedding.weight)
-    assert torch.equal(neumf.tower[0].weight, mlp.tower[0].weight)
-    neumf.gmf_user_embedding.weight.data.add_(1.0)  # a copy, not shared storage
-    assert not torch.equal(neumf.gmf_user_embedding.weight, gmf.user_embedding.weight)
-
-
-def test_pretrained_needs_matching_sizes():
-    with pytest.raises(ValueError, match="different users"):
-        NeuMF.from_pretrained(GMF(3, 4), MLP(3, 5))
-
-
 def test_mf_is_a_biased_dot_product():
     torch.manual_seed(0)
     mf = MF(5, 7, ModelConfig(factor_num=4))
@@ -133,6 +110,6 @@ def test_each_model_is_short_enough_to_read_in_one_cell(name):
     """Each class (``__init__`` and ``forward``) fits one notebook cell."""
     lines = inspect.getsource(MODELS[name]).splitlines()
     code = [line for line in lines if line.strip() and not line.strip().startswith("#")]
-    assert len(code) <= 45, len(code)  # with its docstring; from_pretrained makes NeuMF longest
+    assert len(code) <= 30, len(code)  # with its docstring
     forward = inspect.getsource(MODELS[name].forward).splitlines()
     assert len(forward) <= 5

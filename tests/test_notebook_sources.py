@@ -23,6 +23,7 @@ BUILDS = {
         "reindex",
         "leave_one_out",
         "_ranges",
+        "interacted_cells",
         "sample_candidates",
         "sample_negatives",
         "epoch_arrays",
@@ -31,7 +32,7 @@ BUILDS = {
     "03_metrics": {"rank_of_first", "hit_rate", "ndcg"},
     "04_gmf": {"embedding", "prediction_layer", "Recommender", "GMF", "train_epoch"},
     "05_mlp": {"mlp_tower", "MLP"},
-    "06_neumf": {"NeuMF"},
+    "06_neumf": {"NeuMF", "pretrained_neumf"},
     "08_beyond_the_paper": {
         "_history",
         "ItemMatrixScorer",

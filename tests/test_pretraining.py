@@ -9,11 +9,9 @@ from conftest import QUICK
 from ncf_lib.metrics import evaluate
 from ncf_lib.models import GMF, MLP, ModelConfig
 from ncf_lib.pretraining import ALPHA_GRID, choose_alpha, pretrained_neumf
-from ncf_lib.train import (
-    TrainConfig,
-    fit,
-    train_model,
-)
+from ncf_lib.train import TrainConfig, fit, train_model
+
+N_USERS, N_ITEMS = 30, 50
 
 
 def _indicator_parts(data):
@@ -65,3 +63,26 @@ def test_pretraining_starts_where_its_parts_are(small_data):
     assert result.history.loc[0, "test_hr"] == before["hr"]  # fine-tuning starts from the parts
     with pytest.raises(ValueError, match="needs a GMF and an MLP"):
         pretrained_neumf(mlp, gmf)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.2])
+def test_pretrained_neumf_is_the_alpha_weighted_combination(alpha):
+    torch.manual_seed(1)
+    gmf, mlp = GMF(N_USERS, N_ITEMS).eval(), MLP(N_USERS, N_ITEMS).eval()
+    with torch.no_grad():  # make the output layers non-trivial, as after training
+        for m in (gmf, mlp):
+            m.output.bias.fill_(float(torch.randn(())))
+    neumf = pretrained_neumf(gmf, mlp, alpha).eval()
+    users, items = torch.randint(0, N_USERS, (40,)), torch.randint(0, N_ITEMS, (40,))
+    expected = alpha * gmf(users, items) + (1 - alpha) * mlp(users, items)
+    assert torch.allclose(neumf(users, items), expected, atol=1e-6)
+    assert torch.equal(neumf.gmf_user_embedding.weight, gmf.user_embedding.weight)
+    assert torch.equal(neumf.mlp_item_embedding.weight, mlp.item_embedding.weight)
+    assert torch.equal(neumf.tower[0].weight, mlp.tower[0].weight)
+    neumf.gmf_user_embedding.weight.data.add_(1.0)  # a copy, not shared storage
+    assert not torch.equal(neumf.gmf_user_embedding.weight, gmf.user_embedding.weight)
+
+
+def test_pretrained_needs_matching_sizes():
+    with pytest.raises(ValueError, match="different users"):
+        pretrained_neumf(GMF(3, 4), MLP(3, 5))
