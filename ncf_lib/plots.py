@@ -136,6 +136,54 @@ def plot_architecture(root: Layer, title: str = "") -> Figure:
     return fig
 
 
+#: NeuMF as He et al. (2017, Figure 3) draw it: ``{key: (label, x, y)}`` from the one-hot
+#: inputs (bottom) to the training target (top), and the arrows between them.
+NEUMF_FIGURE = {
+    "user": ("User (u)", 1.0, 0), "item": ("Item (i)", 3.0, 0),
+    "mf_user": ("MF User Vector", 0.0, 1), "mf_item": ("MF Item Vector", 1.3, 1),
+    "mlp_user": ("MLP User Vector", 2.7, 1), "mlp_item": ("MLP Item Vector", 4.0, 1),
+    "gmf": ("GMF Layer\n(element-wise product)", 0.65, 2.2),
+    "mlp_1": ("MLP Layer 1\n(ReLU)", 3.35, 2.2), "mlp_x": ("MLP Layer X\n(ReLU)", 3.35, 3.4),
+    "neumf": ("NeuMF Layer", 2.0, 4.4), "score": ("Score $\\hat y_{ui}$", 2.0, 5.4),
+    "target": ("Target $y_{ui}$\n(log loss)", 2.0, 6.4),
+}  # fmt: skip
+NEUMF_ARROWS = [
+    ("user", "mf_user"), ("user", "mlp_user"), ("item", "mf_item"), ("item", "mlp_item"),
+    ("mf_user", "gmf"), ("mf_item", "gmf"), ("mlp_user", "mlp_1"), ("mlp_item", "mlp_1"),
+    ("mlp_1", "mlp_x"), ("gmf", "neumf"), ("mlp_x", "neumf"), ("neumf", "score"),
+    ("score", "target"),
+]  # fmt: skip
+#: The paper's names of the figure's levels, at their heights.
+NEUMF_LEVELS = {"Input Layer (Sparse)": 0, "Embedding Layer": 1, "Neural CF Layers": 2.8,
+                "Output Layer": 5.4, "Training": 6.4}  # fmt: skip
+
+
+def plot_neumf_figure() -> Figure:
+    """NeuMF's two towers meeting at the output, labelled as He et al. (2017, Figure 3)
+    label them (:data:`NEUMF_FIGURE`); the dotted arrow stands for the hidden layers between
+    the first and the last."""
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for key, (label, x, y) in NEUMF_FIGURE.items():
+        colour = (
+            "#f4f4f4"
+            if y == 0
+            else "#fde7d4"
+            if key in ("mf_user", "mf_item", "gmf")
+            else "#e8eef8"
+        )
+        ax.text(x, y, label, ha="center", va="center", fontsize=8,
+                bbox={"boxstyle": "round", "fc": colour, "ec": "#456"})  # fmt: skip
+    for start, end in NEUMF_ARROWS:
+        (_, x0, y0), (_, x1, y1) = NEUMF_FIGURE[start], NEUMF_FIGURE[end]
+        line = {"arrowstyle": "->", "color": "#456", "linestyle": ":" if end == "mlp_x" else "-"}
+        ax.annotate("", xy=(x1, y1 - 0.3), xytext=(x0, y0 + 0.3), arrowprops=line)
+    for level, y in NEUMF_LEVELS.items():
+        ax.text(-2.3, y, level, ha="left", va="center", fontsize=8, style="italic")
+    ax.set(xlim=(-2.4, 4.7), ylim=(-0.6, 6.9), title="NeuMF (He et al. 2017, Figure 3)")
+    ax.axis("off")
+    return fig
+
+
 def plot_results(
     results: pd.DataFrame,
     published: pd.DataFrame | None = None,

@@ -108,3 +108,16 @@ def test_plot_results_names_both_sides_in_the_legend():
     for ax in fig.axes:
         names = [t.get_text() for t in ax.get_legend().get_texts()]
         assert names == ["ours: ml-100k", "paper: MovieLens-1M"]
+
+
+def test_the_neumf_figure_has_the_papers_labels_and_two_towers():
+    fig = plots.plot_neumf_figure()
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    for label in ("MF User Vector", "MLP Item Vector", "NeuMF Layer", "Embedding Layer"):
+        assert label in texts
+    arrows = plots.NEUMF_ARROWS
+    into = lambda key: {s for s, e in arrows if e == key}  # noqa: E731
+    assert into("gmf") == {"mf_user", "mf_item"} and into("mlp_1") == {"mlp_user", "mlp_item"}
+    assert into("neumf") == {"gmf", "mlp_x"}  # the towers meet only at the NeuMF layer
+    drawn = [t for t in fig.axes[0].texts if getattr(t, "arrow_patch", None) is not None]
+    assert len(drawn) == len(arrows)
