@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import jupyter_server_mathjax
+from sphinx import addnodes
 
 from ncf_lib.study.report import dataset_label
 from ncf_lib.tutorial import settings
@@ -84,5 +85,20 @@ def _copy_mathjax(app, exception) -> None:
         shutil.copytree(_MATHJAX, Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
 
 
+# `docs/notebooks` links to `notebooks/`, and Sphinx resolves a link's path through that link:
+# a notebook's `[term](glossary.md#term)` would name `<repository>/notebooks/glossary`, a file
+# outside the book. Such targets are renamed to the page they are in the book.
+_NOTEBOOKS = Path(__file__).parent / "notebooks"
+
+
+def _link_notebook_pages(app, doctree) -> None:
+    real = _NOTEBOOKS.resolve()
+    for node in doctree.findall(addnodes.pending_xref):
+        target = Path(node.get("reftarget", ""))
+        if node.get("refdomain") == "doc" and target.is_absolute() and target.is_relative_to(real):
+            node["reftarget"] = (Path("notebooks") / target.relative_to(real)).as_posix()
+
+
 def setup(app):
+    app.connect("doctree-read", _link_notebook_pages)
     app.connect("build-finished", _copy_mathjax)

@@ -105,8 +105,8 @@ def test_index_links_every_notebook_in_order(site, browser):
     hrefs = [a.get_attribute("href") for a in browser.find_elements("css selector", "nav a")]
     pages = [h for h in hrefs if h and "/notebooks/" in h]
     linked = list(dict.fromkeys(Path(urllib.parse.urlparse(h).path).stem for h in pages))
-    assert linked == NOTEBOOKS
-    for name in ("cli", "results", "speed", "scaling", "pitfalls"):
+    assert [n for n in linked if n != "glossary"] == NOTEBOOKS
+    for name in ("cli", "results", "speed", "scaling", "pitfalls", "notebooks/glossary"):
         assert any(h and h.endswith(f"/{name}.html") for h in hrefs), name
 
 
@@ -146,6 +146,7 @@ def test_no_broken_internal_link(site, browser):
         ["index.html"]
         + [f"notebooks/{n}.html" for n in NOTEBOOKS]
         + [f"{n}.html" for n in ("cli", "results", "speed", "scaling", "pitfalls")]
+        + ["notebooks/glossary.html"]
     )
     html: dict[str, str] = {}
 
@@ -176,3 +177,15 @@ def test_no_broken_internal_link(site, browser):
             if img.startswith(site):
                 broken.append(f"{page}: image {img} did not load")
     assert not broken, "\n".join(broken)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_glossary_terms_are_links_on_the_page(site, browser, name):
+    """A term a notebook links to the glossary (``[term](glossary.md#anchor)``) is a link to
+    that entry of the book's glossary page, not plain text."""
+    source = (REPO / "notebooks" / f"{name}.md").read_text()
+    wanted = set(re.findall(r"\]\(glossary\.md#([a-z0-9-]+)\)", source))
+    _open(browser, site + f"notebooks/{name}.html")
+    hrefs = {a.get_attribute("href") for a in browser.find_elements("css selector", "a[href]")}
+    missing = {a for a in wanted if site + f"notebooks/glossary.html#{a}" not in hrefs}
+    assert not missing, f"{name}: glossary terms shown without their link: {sorted(missing)}"
