@@ -22,18 +22,59 @@ from ncf_lib.errors import CheckpointError, ConfigError, MissingFileError
 from ncf_lib.files import atomic_write
 from ncf_lib.models import MODELS, ModelConfig, Recommender, config_dict, model_name
 
-#: Version of the file layout (4: the resume state as :class:`TrainingState`).
-FORMAT = 4
+#: Version of the file layout (5: a SHA-256 of every part, :func:`part_digests`).
+FORMAT = 5
+
+#: The parts of a checkpoint a SHA-256 covers, by the name an error gives them: the keys of
+#: the saved payload (and of its resume state) each one holds.
+PARTS = {
+    "weights": ("state_dict",),
+    "settings": (
+        "model", "model_config", "n_users", "n_items", "dataset", "fingerprint", "data",
+        "train_config", "epoch", "metrics",
+    ),
+    "id maps": ("user_ids", "item_ids"),
+}  # fmt: skip
+TRAINING_PARTS = {
+    "resume weights": ("model",),
+    "optimizer state": ("optimizer",),
+    "random generators' state": ("torch_rng", "sampler"),
+    "history": ("history", "epoch", "next_epoch", "best_epoch", "best_hr", "stale", "stopped"),
+}
 
 
-def weights_digest(weights: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of a ``state_dict``: every tensor's name, dtype, shape and bytes."""
-    digest = hashlib.sha256()
-    for name in sorted(weights):
-        tensor = weights[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+def _feed(digest, value) -> None:
+    """Add ``value`` (tensors, arrays, dicts, lists and plain values, nested) to ``digest``."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}|".encode())
         digest.update(tensor.flatten().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}|".encode())
+        for key in sorted(value, key=repr):
+            _feed(digest, key)
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}|".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(f"{type(value).__name__}:{value!r}|".encode())
+
+
+def part_digests(payload: dict) -> dict[str, str]:
+    """SHA-256 of each part of a checkpoint's payload (:data:`PARTS`, and with a resume state
+    :data:`TRAINING_PARTS`), by part name: everything loading or resuming uses."""
+    groups = [(payload, PARTS)]
+    if payload.get("training") is not None:
+        groups.append((payload["training"], TRAINING_PARTS))
+    digests = {}
+    for source, parts in groups:
+        for part, keys in parts.items():
+            digest = hashlib.sha256()
+            _feed(digest, {key: source[key] for key in keys})
+            digests[part] = digest.hexdigest()
+    return digests
 
 
 def _ids_out(ids: np.ndarray):
@@ -71,7 +112,6 @@ def save_checkpoint(
         "model": model_name(model),
         "model_config": config_dict(model.config),
         "state_dict": weights,
-        "weights_sha256": weights_digest(weights),
         "n_users": model.n_users,
         "n_items": model.n_items,
         "user_ids": _ids_out(data.user_ids),
@@ -87,8 +127,8 @@ def save_checkpoint(
         "epoch": epoch,
         "metrics": metrics,
         "training": training,
-        "training_sha256": None if training is None else weights_digest(training["model"]),
     }
+    payload["sha256"] = part_digests(payload)
     buffer = io.BytesIO()  # serialised first, so a full disk is an OSError naming the file
     torch.save(payload, buffer)
     with atomic_write(path) as tmp:
@@ -133,16 +173,14 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
             f"{FORMAT}: train the model again"
         )
     try:
-        stored = [payload["state_dict"]] + (
-            [] if payload["training"] is None else [payload["training"]["model"]]
-        )
-        digests = [payload["weights_sha256"], payload["training_sha256"]]
+        saved, digests = payload["sha256"], part_digests(payload)
     except KeyError as err:
         raise CheckpointError(f"{path}: damaged checkpoint, it has no {err}") from None
-    if any(weights_digest(w) != d for w, d in zip(stored, digests)):
-        raise CheckpointError(
-            f"{path}: damaged checkpoint: its weights do not match the SHA-256 saved with them"
-        )
+    for part, digest in digests.items():
+        if saved.get(part) != digest:
+            raise CheckpointError(
+                f"{path}: damaged checkpoint: its {part} do not match the SHA-256 saved with it"
+            )
     try:
         settings = payload["model_config"]
         config = ModelConfig(**{**settings, "layers": tuple(settings["layers"])})

@@ -325,7 +325,7 @@ def _check_split(name, test, val, train_keys, validation: bool) -> None:
     if validation and val.size == 0:
         raise DataError(
             f"{name}: no user has 3 ratings, so there are no validation items; select the "
-            "epoch on the test items instead (--select-on test, validation=False)"
+            "epoch on the test items instead (train --select-on test; validation=False)"
         )
     if train_keys.size == 0:
         raise DataError(f"{name}: nothing is left to train on once the held-out items are out")
@@ -333,8 +333,9 @@ def _check_split(name, test, val, train_keys, validation: bool) -> None:
 
 def fingerprint_of(data: NCFData) -> dict:
     """What a model trained on ``data`` depends on: sizes, and SHA-256 digests (16 hex digits)
-    of the id maps and of the split (training pairs, every candidate). Another file, other
-    ids, another seed or ``num_ng_test`` give another fingerprint."""
+    of the id maps and of the split (training pairs, every candidate): what the data is, not
+    the name or path it was loaded by. Other ratings, other ids, another seed or
+    ``num_ng_test`` give another fingerprint."""
     ids = hashlib.sha256()
     for original in (data.user_ids, data.item_ids):
         ids.update("\x1f".join(map(str, original.tolist())).encode() + b"\x1e")
@@ -343,7 +344,6 @@ def fingerprint_of(data: NCFData) -> dict:
         if eval_set is not None:
             split.update(np.ascontiguousarray(eval_set.candidates, dtype=np.int64).tobytes())
     return {
-        "dataset": data.name,
         "users": data.n_users,
         "items": data.n_items,
         "train": data.n_train,

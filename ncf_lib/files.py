@@ -52,13 +52,15 @@ def _write_error(path: Path, err: OSError) -> OSError:
 
 
 def check_writable(folder: str | Path, what: str) -> Path:
-    """Create ``folder`` and check a file can be written there, before long work
-    (:class:`ConfigError` naming ``what``, e.g. ``--out``)."""
+    """Create ``folder`` and check a byte can be written there (permissions, a read-only or
+    full disk), before long work (:class:`ConfigError` naming ``what``, e.g. ``--out``)."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        with tempfile.TemporaryFile(dir=folder) as probe:  # a byte: a full disk refuses it
+            probe.write(b"\0")
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as err:
         raise ConfigError(
             f"{what} {folder}: cannot write there ({err.strerror or type(err).__name__})"

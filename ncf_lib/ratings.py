@@ -8,6 +8,7 @@ import csv
 import gzip
 import math
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,6 +268,13 @@ def find_ratings_file(path: str | Path) -> Path:
 
 
 _SYNTHETIC = re.compile(r"^synthetic(?::(\d+)x(\d+)x(\d+))?$")
+#: What a dataset that is not a path may be called (for messages).
+KNOWN = f"{', '.join(DATASETS)}, synthetic, synthetic:USERSxITEMSxINTERACTIONS"
+
+
+def is_named(dataset: str) -> bool:
+    """Is ``dataset`` a dataset's name (downloaded or generated) rather than a path?"""
+    return dataset in DATASETS or _SYNTHETIC.match(dataset) is not None
 
 
 def load_ratings(
@@ -298,12 +306,19 @@ def load_ratings(
         return Ratings(ratings, synthetic_movies(np.unique(ratings["item_id"])), text)
     if text in DATASETS:
         folder = fetch(text, data_dir, progress=progress)
+        if Path(text).exists():
+            warnings.warn(
+                f"{text!r} names the downloaded MovieLens dataset, read from {folder}; the "
+                f"{'folder' if Path(text).is_dir() else 'file'} {text} here is not used (give "
+                f"its path, e.g. ./{text}, to use it)",
+                stacklevel=2,
+            )
     elif Path(text).exists():
         folder = None
     else:
         raise MissingFileError(
-            f"--dataset {text!r} is neither a known dataset ({', '.join(DATASETS)}, synthetic, "
-            "synthetic:USERSxITEMSxINTERACTIONS) nor an existing file or folder"
+            f"--dataset {text!r} is neither a known dataset ({KNOWN}) nor an existing file or "
+            "folder"
         )
     ratings_file = find_ratings_file(folder if folder is not None else text)
     parse = read if folder is not None else read_ratings

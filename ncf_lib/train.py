@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,8 @@ from tqdm import tqdm
 
 from ncf_lib.checkpoints import Checkpoint, TrainingState, restore_training, save_training
 from ncf_lib.dataset import NCFData
-from ncf_lib.errors import ConfigError, TrainingDivergedError, WriteError
+from ncf_lib.errors import ConfigError, TrainingDivergedError
+from ncf_lib.event_log import EventLog
 from ncf_lib.metrics import check_top_k, evaluate
 from ncf_lib.models import ModelConfig, Recommender, build_model, config_dict
 from ncf_lib.sampling import NegativeSampler, batches
@@ -32,6 +32,8 @@ from ncf_lib.sampling import NegativeSampler, batches
 OPTIMIZERS = ("adam", "sgd")
 #: The history column that ``TrainConfig.select_on`` maximises (``last``: the latest epoch).
 SELECTION = {"validation": "val_hr", "test": "test_hr", "last": None}
+#: The history columns the TensorBoard log holds (``epoch/loss``, ...), every epoch.
+LOGGED = ("loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg")
 #: ``TrainConfig.device``: ``auto`` is CUDA when available, else the CPU.
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -239,7 +241,7 @@ def fit(
     state = TrainingState(next_epoch=0 if config.evaluate_start else 1)
     if resume is not None:
         state = restore_training(resume, model, optimizer, sampler)
-    writer = _writer(config.log_dir)
+    log = None if config.log_dir is None else EventLog(config.log_dir)
     started = time.perf_counter()
     while state.next_epoch <= config.epochs and not state.stopped:
         epoch, clock = state.next_epoch, time.perf_counter()
@@ -260,22 +262,24 @@ def fit(
                 row[f"{split}_hr"], row[f"{split}_ndcg"] = metrics["hr"], metrics["ndcg"]
         row["eval_seconds"] = time.perf_counter() - clock
         _select(state, row, model, config)
-        _log_epoch(writer, row)
+        if log is not None:
+            log.scalars({f"epoch/{k}": row[k] for k in LOGGED if np.isfinite(row.get(k, np.nan))},
+                        epoch)  # fmt: skip
         if config.checkpoint is not None:
             save_training(config.checkpoint, model, data, asdict(config), state, optimizer, sampler)
         if on_epoch is not None:
             on_epoch(row)
     model.load_state_dict(state.best_weights)
     best = state.best_metrics()
-    if writer is not None:
-        try:
-            _log_hparams(writer, config, model, best, state.best_epoch)
-        except OSError as err:  # a full disk must not lose the run: its result is returned
-            warnings.warn(
-                f"TensorBoard logs in {config.log_dir} are incomplete: {err}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+    if log is not None:
+        settings = {k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str))}
+        settings.update({k: str(v) for k, v in config_dict(model.config).items()})
+        log.hyperparameters(
+            {**settings, "model": type(model).__name__},
+            {f"best/{k}": v for k, v in best.items()},
+            state.best_epoch,
+        )
+        log.close()
     checkpoint = None if config.checkpoint is None else Path(config.checkpoint)
     history, seconds = pd.DataFrame(state.history), time.perf_counter() - started
     return FitResult(history, state.best_epoch, best, model, checkpoint, seconds)
@@ -326,34 +330,3 @@ def _diverged(epoch: int, loss: float, config: TrainConfig) -> str:
     if config.l2:
         causes += f" or the L2 weight (l2={config.l2})"
     return f"training diverged in epoch {epoch}: the loss is {loss}; lower {causes}"
-
-
-def _writer(log_dir: str | None):
-    if log_dir is None:
-        return None
-    from tensorboardX import SummaryWriter
-
-    try:
-        return SummaryWriter(log_dir)
-    except OSError as err:
-        raise WriteError(
-            f"{log_dir}: cannot write TensorBoard logs there: {err.strerror}"
-        ) from None
-
-
-def _log_epoch(writer, row: dict) -> None:
-    if writer is None:
-        return
-    for key in ("loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg"):
-        if key in row and np.isfinite(row[key]):
-            writer.add_scalar(f"epoch/{key}", row[key], row["epoch"])
-
-
-def _log_hparams(writer, config: TrainConfig, model: Recommender, best: dict, epoch: int):
-    hparams = {k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str))}
-    hparams.update({k: str(v) for k, v in config_dict(model.config).items()})
-    hparams["model"] = type(model).__name__
-    writer.add_hparams(
-        hparams, {f"best/{k}": v for k, v in best.items()}, name="hparams", global_step=epoch
-    )
-    writer.close()

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError
-from ncf_lib.ratings import Ratings
+from ncf_lib.ratings import KNOWN, Ratings, is_named
 
 SAMPLE_ENV = "NCF_SAMPLE"
 DATASET_ENV = "NCF_DATASET"
@@ -44,7 +44,12 @@ class Settings:
 
 def settings(dataset: str = "ml-100k", epochs: int = 10, sample_epochs: int = 2) -> Settings:
     """The notebook's ``dataset`` and ``epochs``, unless ``NCF_SAMPLE`` (the small sample and
-    ``sample_epochs``) or ``NCF_DATASET`` (another dataset) override them."""
+    ``sample_epochs``) or ``NCF_DATASET`` (another dataset) override them.
+
+    ``NCF_DATASET`` is a dataset's name or a path; a relative path is read from the folder
+    the variable was set in, the one JupyterLab or ``make`` was started from (``$PWD``), not
+    from ``notebooks/``, where the notebook runs.
+    """
     text = os.environ.get(SAMPLE_ENV, "").strip().lower()
     if text not in SWITCH:
         raise ConfigError(
@@ -54,8 +59,23 @@ def settings(dataset: str = "ml-100k", epochs: int = 10, sample_epochs: int = 2)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"EPOCHS = {epochs!r}: expected a whole number of at least 1")
     sample = SWITCH[text]
-    chosen = os.environ.get(DATASET_ENV) or (SAMPLE_DATASET if sample else dataset)
+    given = os.environ.get(DATASET_ENV, "").strip()
+    chosen = _from_environment(given) if given else SAMPLE_DATASET if sample else dataset
     return Settings(sample, chosen, sample_epochs if sample else epochs, Path("outputs"))
+
+
+def _from_environment(text: str) -> str:
+    """``NCF_DATASET``'s dataset: a name as it is, a path made absolute (see :func:`settings`)."""
+    if is_named(text):
+        return text
+    base = Path(os.environ.get("PWD") or os.getcwd())
+    path = base / Path(text).expanduser()
+    if not path.exists():
+        raise ConfigError(
+            f"{DATASET_ENV}={text!r} is neither a known dataset ({KNOWN}) nor an existing file "
+            f"or folder (a relative path is read from {base}, where JupyterLab or make started)"
+        )
+    return str(path)
 
 
 def movies(raw: Ratings) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import torch
 from conftest import QUICK, one_line_error, train_argv
 
 from ncf_lib import scale
-from ncf_lib.checkpoints import FORMAT, load_checkpoint, weights_digest
+from ncf_lib.checkpoints import FORMAT, load_checkpoint, part_digests
 from ncf_lib.cli import main
 from ncf_lib.dataset import build_dataset
 from ncf_lib.errors import ConfigError
@@ -97,7 +97,7 @@ def test_a_changed_resume_state_is_refused(small_data, tmp_path):
     weights[name] = weights[name] + 1.0
     torch.save({**payload, "training": {**payload["training"], "model": weights}},
                tmp_path / "state.pt")  # fmt: skip
-    with pytest.raises(ValueError, match="state.pt: damaged checkpoint: its weights do not match"):
+    with pytest.raises(ValueError, match="state.pt: damaged checkpoint: its resume weights do"):
         load_checkpoint(tmp_path / "state.pt")
 
 
@@ -134,7 +134,7 @@ def test_a_checkpoint_rebuilds_a_model_of_other_sizes(small_data, tmp_path):
 
 
 @pytest.mark.numbers
-@pytest.mark.parametrize("key", ["training_sha256", "n_users"])
+@pytest.mark.parametrize("key", ["sha256", "n_users"])
 def test_a_checkpoint_without_a_part_is_damaged_naming_it(small_data, tmp_path, key):
     _, config = _saved(small_data, tmp_path)
     payload = torch.load(config.checkpoint, weights_only=True)
@@ -173,6 +173,7 @@ def test_weights_that_do_not_fit_are_named_with_the_first_line_of_the_reason(sma
     payload = torch.load(config.checkpoint, weights_only=True)
     long_name = "x" * 200  # a reason longer than the 160 characters the message keeps
     payload["model_config"] = {**payload["model_config"], long_name: 1}
+    payload["sha256"] = part_digests(payload)  # as a writer of other settings would save it
     torch.save(payload, tmp_path / "odd.pt")
     reason = f"ModelConfig.__init__() got an unexpected keyword argument '{long_name}'"[:160]
     message = f"{tmp_path / 'odd.pt'}: damaged checkpoint, its weights do not fit ({reason})"
@@ -187,7 +188,7 @@ def test_a_nan_checkpoint_is_an_error_not_zero(tmp_path, capsys):
     payload["state_dict"] = {
         k: torch.full_like(v, torch.nan) for k, v in payload["state_dict"].items()
     }
-    payload["weights_sha256"] = weights_digest(payload["state_dict"])  # as a diverged run saves
+    payload["sha256"] = part_digests(payload)  # as a diverged run saves
     torch.save(payload, path)
     one_line_error(["evaluate", str(path)], capsys, "NaN or infinity")
     one_line_error(["recommend", str(path), "--user", "1"], capsys, "NaN or infinity")
@@ -200,30 +201,65 @@ def test_damaged_checkpoints_are_one_line(tmp_path, capsys):
     shrunk = dict(payload, state_dict={**payload["state_dict"]})
     key = next(iter(shrunk["state_dict"]))
     shrunk["state_dict"][key] = shrunk["state_dict"][key][:3]
-    shrunk["weights_sha256"] = weights_digest(shrunk["state_dict"])
+    shrunk["sha256"] = part_digests(shrunk)
     torch.save(shrunk, tmp_path / "shape.pt")
     one_line_error(["evaluate", str(tmp_path / "shape.pt")], capsys, "shape.pt", "do not fit")
     torch.save({k: v for k, v in payload.items() if k != "model_config"}, tmp_path / "key.pt")
     one_line_error(["evaluate", str(tmp_path / "key.pt")], capsys, "key.pt", "model_config")
 
 
-def test_overwritten_weight_bytes_are_refused(tmp_path, capsys):
-    """A checkpoint whose tensor bytes were changed in place (the file still loads) is
-    refused by the SHA-256 of its weights, naming the file; so is a changed resume state."""
+def _bump(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy with its first element changed (as a flipped byte on disk would)."""
+    changed = tensor.clone()
+    changed.view(-1)[0] += 1
+    return changed
+
+
+def _bump_first(weights: dict) -> None:
+    name = next(iter(weights))
+    weights[name] = _bump(weights[name])
+
+
+#: A change to each part of a saved run, by the part's name in the error.
+DAMAGE = {
+    "weights": lambda p: _bump_first(p["state_dict"]),
+    "resume weights": lambda p: _bump_first(p["training"]["model"]),
+    "optimizer state": lambda p: p["training"]["optimizer"]["state"][0].update(
+        exp_avg=_bump(p["training"]["optimizer"]["state"][0]["exp_avg"])
+    ),
+    "id maps": lambda p: p.update(user_ids=p["user_ids"].flip(0)),
+    "random generators' state": lambda p: p["training"].update(
+        torch_rng=_bump(p["training"]["torch_rng"])
+    ),
+    "history": lambda p: p["training"]["history"][0].update(test_hr=0.99),
+    "settings": lambda p: p.update(train_config=p["train_config"].replace('"lr": ', '"lr": 1')),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("part", DAMAGE)
+def test_a_change_to_any_part_is_refused_naming_the_part(tmp_path, capsys, part):
+    """Every part loading or resuming uses is covered by a SHA-256: a changed byte in the
+    weights, the optimiser's moments, the id maps, the generators' states, the history or the
+    settings is refused in one line naming the file and the part; the file untouched loads."""
     assert main(train_argv(tmp_path)) == 0
     path = next((tmp_path / "ck").glob("*.pt"))
     payload = torch.load(path, weights_only=True)
-    for part in ("state_dict", "training"):
-        changed = torch.load(path, weights_only=True)
-        weights = changed["state_dict"] if part == "state_dict" else changed["training"]["model"]
-        name = next(iter(weights))
-        weights[name] = weights[name].clone()
-        weights[name].view(-1)[0] += 1.0
-        torch.save(changed, tmp_path / f"{part}.pt")
-        one_line_error(["evaluate", str(tmp_path / f"{part}.pt")], capsys, f"{part}.pt",
-                        "do not match the SHA-256")  # fmt: skip
-    torch.save(payload, tmp_path / "same.pt")  # untouched: loads
+    torch.save(payload, tmp_path / "same.pt")
     assert load_checkpoint(tmp_path / "same.pt").epoch == 1
+    DAMAGE[part](payload)
+    torch.save(payload, tmp_path / "damaged.pt")
+    one_line_error(["evaluate", str(tmp_path / "damaged.pt")], capsys, "damaged.pt",
+                   f"its {part} do not match the SHA-256")  # fmt: skip
+
+
+def test_a_resume_from_a_damaged_optimizer_state_is_refused(tmp_path, capsys):
+    assert main(train_argv(tmp_path)) == 0
+    path = next((tmp_path / "ck").glob("*.pt"))
+    payload = torch.load(path, weights_only=True)
+    DAMAGE["optimizer state"](payload)
+    torch.save(payload, path)
+    one_line_error(train_argv(tmp_path, "--resume", str(path), "--epochs", "2"), capsys,
+                   "optimizer state do not match")  # fmt: skip
 
 
 def test_checkpoint_round_trip_gives_identical_scores(small_data, tmp_path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 
@@ -25,7 +26,7 @@ from conftest import (
 )
 
 from ncf_lib import scale
-from ncf_lib.checkpoints import load_checkpoint, weights_digest
+from ncf_lib.checkpoints import load_checkpoint, part_digests
 from ncf_lib.cli import main
 from ncf_lib.cli.flags import resumed_settings
 from ncf_lib.dataset import build_dataset
@@ -449,15 +450,15 @@ def test_pretraining_settings_are_checked_before_training(tmp_path, capsys, flag
     assert "== gmf" not in out and not (tmp_path / "ck").exists()
 
 
-def test_a_full_log_disk_keeps_the_finished_run(tmp_path, full_disk, capsys):
+def test_a_full_log_disk_is_one_line_before_any_work(tmp_path, full_disk, capsys):
+    """A log folder on a full disk: refused before the data is read, nothing written; a disk
+    that fills up during the run is ``ncf_lib.event_log``'s (a note, and the run goes on)."""
     argv = [a for a in train_argv(tmp_path) if a != "--no-log"] + [
         "--log-dir",
         str(full_disk / "log"),
     ]
-    with pytest.warns(RuntimeWarning, match="TensorBoard logs in .* are incomplete"):
-        code = main(argv)
-    captured = capsys.readouterr()
-    assert code == 0 and "Best epoch 001" in captured.out  # the finished run's result
+    out = one_line_error(argv, capsys, f"--log-dir {full_disk / 'log'}", "No space left")
+    assert out == "" and not any((tmp_path / "ck").iterdir())
 
 
 def test_a_nan_row_is_named_by_its_original_id(tmp_path, capsys):
@@ -470,7 +471,7 @@ def test_a_nan_row_is_named_by_its_original_id(tmp_path, capsys):
     user, item = int(np.flatnonzero(ckpt.user_ids == 6)[0]), 3
     payload["state_dict"]["user_embedding.weight"][user] = torch.nan
     payload["state_dict"]["item_embedding.weight"][item] = torch.nan
-    payload["weights_sha256"] = weights_digest(payload["state_dict"])
+    payload["sha256"] = part_digests(payload)
     torch.save(payload, path)
     one_line_error(["recommend", str(path), "--user", "6"], capsys, "user 6:", "NaN")
     item_id = str(ckpt.item_ids[item])
@@ -502,3 +503,12 @@ def test_per_user_ranks_agree_with_the_metrics(ml_checkpoint, tmp_path, capsys):
     assert len(ranks) == 120
     assert round((ranks["rank"] < 10).mean(), 3) == hr
     assert round((ranks["full_rank"] < 10).mean(), 3) == full_hr
+
+
+@pytest.mark.parametrize("folder", ["my logs", "it's"])
+def test_the_printed_tensorboard_command_pastes_into_a_shell(tmp_path, capsys, folder):
+    argv = [a for a in train_argv(tmp_path) if a != "--no-log"]
+    assert main([*argv, "--log-dir", str(tmp_path / folder)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("TensorBoard"))
+    pasted = shlex.split(line.split("or ", 1)[1].rstrip(")"))
+    assert pasted == ["tensorboard", "--logdir", str(tmp_path / folder)]

@@ -221,7 +221,7 @@ def test_a_dataset_with_a_single_user_to_test_builds():
     ([(1, 1, 4, 1), (2, 2, 4, 1)], False, "x: no user has 2 ratings; leave-one-out needs 2"),
     ([(1, 1, 4, 1), (1, 2, 4, 2), (2, 3, 4, 1)], True,
      "x: no user has 3 ratings, so there are no validation items; select the epoch on the test "
-     "items instead (--select-on test, validation=False)"),
+     "items instead (train --select-on test; validation=False)"),
     ([(1, 1, 4, 1), (1, 1, 4, 2)], False,  # the only other row is a copy of the test pair
      "x: nothing is left to train on once the held-out items are out"),
 ])  # fmt: skip

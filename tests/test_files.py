@@ -33,6 +33,6 @@ def test_a_full_disk_is_one_line_naming_the_path(tmp_path, full_disk, capsys):
     assert left == []  # nothing half-written left behind (the lock is not an output)
     del out
     one_line_error(["evaluate", str(ckpt), "--per-user", str(full_disk / "out" / "u.csv")],
-                    capsys, "u.csv", "No space left")  # fmt: skip
+                    capsys, "--per-user", "No space left")  # fmt: skip
     one_line_error(["export", str(ckpt), str(full_disk / "out" / "emb")], capsys,
                     "No space left")  # fmt: skip

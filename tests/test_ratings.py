@@ -204,3 +204,41 @@ def test_quoted_fields_and_gzip_are_read(tmp_path):
     packed = tmp_path / "ratings.csv.gz"
     packed.write_bytes(gzip.compress(text.encode()))
     pd.testing.assert_frame_equal(read_ratings(packed), frame)
+
+
+def _u_data(folder, users):
+    folder.mkdir(parents=True)
+    rows = dense_rows(users, items_per_user=8)
+    (folder / "u.data").write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows))
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_a_path_named_like_a_known_dataset_is_said_to_be_unused(tmp_path, monkeypatch, kind):
+    """``ml-100k`` names the download; a ``./ml-100k`` folder or file in the working directory
+    is not read, and a note says so and how to use it instead."""
+    _u_data(tmp_path / "cache" / "ml-100k", users=30)
+    monkeypatch.chdir(tmp_path)
+    if kind == "folder":
+        _u_data(tmp_path / "ml-100k", users=20)
+    else:
+        (tmp_path / "ml-100k").write_text("1,1,4,1\n")
+    with pytest.warns(UserWarning, match=f"the {kind} ml-100k here is not used") as caught:
+        ratings = load_ratings("ml-100k", tmp_path / "cache")
+    assert ratings.ratings["user_id"].nunique() == 30  # the download's
+    message = str(caught[0].message)
+    assert "./ml-100k" in message and str(tmp_path / "cache") in message
+
+
+def test_the_command_line_prints_the_note_in_one_line(tmp_path, monkeypatch, capsys):
+    _u_data(tmp_path / "cache" / "ml-100k", users=30)
+    _u_data(tmp_path / "ml-100k", users=20)
+    monkeypatch.chdir(tmp_path)
+    argv = ["info", "--dataset", "ml-100k", "--data-dir", "cache", "--num-ng-test", "9"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("note: 'ml-100k' names the downloaded MovieLens dataset")
+    assert captured.err.count("\n") == 1 and "users: 30" in captured.out
+    assert main(["info", "--dataset", "./ml-100k", "--num-ng-test", "9"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "users: 20" in captured.out

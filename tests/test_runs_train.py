@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,7 +14,9 @@ from conftest import QUIET, SIZES, tiny_run
 
 from ncf_lib.checkpoints import load_checkpoint
 from ncf_lib.cli.flags import resumed_settings
+from ncf_lib.dataset import build_dataset
 from ncf_lib.errors import CheckpointError, Interrupted
+from ncf_lib.ratings import load_ratings
 from ncf_lib.runs.train import Pretraining, train_run
 
 TRAIN_LONG = [sys.executable, "-m", "ncf_lib", "train", "--dataset", "synthetic:300x400x12000",
@@ -113,3 +117,51 @@ def test_an_interrupted_run_says_what_it_kept_and_resumes_to_the_same_weights(sm
     whole = train_run(small_data, "gmf", tiny_run(2), SIZES, out=str(tmp_path / "whole"))
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def _cut_after_epoch_1(small_data, out, name="gmf"):
+    """A run of 2 epochs on ``small_data`` stopped (as by Ctrl-C) after its first; its
+    checkpoint and the message."""
+
+    def stop(row: dict) -> None:
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as stopped:
+        train_run(small_data, name, replace(tiny_run(2), seed=small_data.seed), SIZES,
+                  out=str(out), on_epoch=stop, say=lambda _: None)  # fmt: skip
+    return next(out.glob(f"*-{name}.pt")), str(stopped.value)
+
+
+@pytest.mark.parametrize("part", ["gmf", "mlp"])
+def test_an_unfinished_part_is_not_taken_as_pre_trained(small_data, tmp_path, part):
+    path, _ = _cut_after_epoch_1(small_data, tmp_path / "cut", part)
+    parts = {part: (str(path), load_checkpoint(path))}
+    with pytest.raises(CheckpointError) as refused:
+        train_run(small_data, "neumf", tiny_run(1), SIZES, out=str(tmp_path / "ck"),
+                  pretraining=Pretraining(parts=parts), say=lambda _: None)  # fmt: skip
+    assert str(refused.value).startswith(
+        f"--{part} {path} holds an unfinished run (after epoch 1 of 2); a pre-trained part "
+        "must be a finished one"
+    )
+    assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir())
+
+
+@pytest.mark.parametrize("folder", ["my runs", 'it\'s "here"'])
+def test_the_commands_a_run_suggests_paste_into_a_shell_and_run(tmp_path, folder):
+    """Paths with a space or quotes: the suggested command is one shell line that names the
+    checkpoint as one word, and running it continues the run."""
+    data = build_dataset(load_ratings("synthetic:200x300x6000"), seed=42)  # as `train` builds it
+    path, said = _cut_after_epoch_1(data, tmp_path / folder)
+    pasted = shlex.split(said.split("can be resumed with ")[1])
+    assert pasted == ["python", "-m", "ncf_lib", "train", "--resume", str(path)]
+    parts = {"gmf": (str(path), load_checkpoint(path))}
+    with pytest.raises(CheckpointError) as refused:
+        train_run(data, "neumf", tiny_run(1), SIZES, out=str(tmp_path / "ck"),
+                  pretraining=Pretraining(parts=parts), say=lambda _: None)  # fmt: skip
+    finish = shlex.split(str(refused.value).split("finish it first with ")[1])
+    assert finish == pasted
+    done = subprocess.run([sys.executable, *finish[1:], *QUIET], cwd=tmp_path,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "resuming after epoch 1" in done.stdout

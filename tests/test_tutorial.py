@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -26,9 +28,33 @@ def test_settings_default_to_movielens_100k(monkeypatch):
     assert (settings().dataset, settings().epochs) == ("ml-100k", 10)
 
 
-def test_settings_dataset_override(monkeypatch):
-    monkeypatch.setenv("NCF_DATASET", "/some/ml-100k")
-    assert settings("ml-1m").dataset == "/some/ml-100k"
+@pytest.mark.parametrize("name", ["ml-100k", "synthetic:50x40x600"])
+def test_ncf_dataset_names_a_dataset(monkeypatch, name):
+    monkeypatch.setenv("NCF_DATASET", name)
+    assert settings("ml-1m").dataset == name
+
+
+@pytest.mark.parametrize("given", ["data/ml", "./data/../data/ml", "ABSOLUTE"])
+def test_a_relative_ncf_dataset_is_read_from_where_it_was_set(tmp_path, monkeypatch, given):
+    """Not from ``notebooks/``, where the kernel runs: from ``$PWD``, the shell's folder."""
+    (tmp_path / "data" / "ml").mkdir(parents=True)
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    monkeypatch.setenv("PWD", str(tmp_path))
+    monkeypatch.setenv("NCF_DATASET", str(tmp_path / "data/ml") if given == "ABSOLUTE" else given)
+    assert Path(settings().dataset).resolve() == tmp_path / "data" / "ml"
+
+
+@pytest.mark.parametrize("given", ["data/none", "ml-10m"])
+def test_a_missing_ncf_dataset_is_named_with_where_it_was_looked_for(tmp_path, monkeypatch, given):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    monkeypatch.setenv("NCF_DATASET", given)
+    with pytest.raises(ConfigError) as caught:
+        settings()
+    message = str(caught.value)
+    assert message.startswith(f"NCF_DATASET={given!r} is neither a known dataset")
+    assert f"read from {tmp_path}" in message and "--dataset" not in message
 
 
 @pytest.mark.parametrize("epochs", [0, 2.5, "10", True])

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from contextlib import nullcontext, redirect_stdout
 from dataclasses import replace
 from pathlib import Path
@@ -39,7 +40,7 @@ from ncf_lib.metrics import PopularityScorer, evaluate, per_user_ranks
 from ncf_lib.models import MODELS, ModelConfig
 from ncf_lib.pretraining import FINETUNE
 from ncf_lib.ratings import find_ratings_file, load_ratings
-from ncf_lib.runs.stages import refuse_unfinished, slug
+from ncf_lib.runs.stages import command, refuse_to_replace, slug
 from ncf_lib.runs.train import Pretraining, train_run
 from ncf_lib.scale.candidates import large_catalogue_candidates
 from ncf_lib.scale.distributed import from_environment
@@ -132,14 +133,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     if not args.no_log:
         check_writable(args.log_dir, "--log-dir")
     dataset = args.dataset or (resumed.dataset if resumed else "ml-1m")
-    if not (resumed or args.overwrite):
-        pretraining = [n for n in ("gmf", "mlp") if n not in parts] + ["neumf-pretrained"]
-        refuse_unfinished(args.out, dataset, pretraining if args.pretrain else [name])
     clock = time.perf_counter()
     data = build_dataset(
         _ratings(dataset, args.data_dir), num_ng_test=num_ng_test, seed=config.seed,
         validation=config.select_on == "validation", draw=DRAW,
     )  # fmt: skip
+    if not (resumed or args.overwrite):
+        pretraining = [n for n in ("gmf", "mlp") if n not in parts] + ["neumf-pretrained"]
+        refuse_to_replace(args.out, data, pretraining if args.pretrain else [name])
     print(
         f"data: {data.name}: {data.n_users:,} users, {data.n_items:,} items, "
         f"{data.n_train:,} training positives, {data.test.users.size:,} test users x "
@@ -163,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if not args.no_log:
         print(
             f"TensorBoard logs: {args.log_dir}/  (make tensorboard, or "
-            f"tensorboard --logdir {args.log_dir})"
+            f"{command('tensorboard', '--logdir', args.log_dir)})"
         )
     if "val_hr" in best:
         print(f"validation at that epoch: HR@{k} = {best['val_hr']:.3f}, "
@@ -318,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(train, "--finetune-lr", float, FINETUNE["lr"], "learning rate of the pre-trained NeuMF")
     add(train, "--resume", str, None, "continue the run that wrote CKPT", metavar="CKPT")
     add(train, "--out", str, "checkpoints", "checkpoint folder")
-    add(train, "--overwrite", bool, False, "replace an unfinished run's checkpoint")
+    add(train, "--overwrite", bool, False, "replace an unfinished run's or other data's checkpoint")
     add(train, "--log-dir", str, "runs", "TensorBoard folder")
     add(train, "--no-log", bool, False, "no TensorBoard logs")
     add(train, "--no-progress", bool, False, "no progress bars")
@@ -354,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _note(message, *_) -> None:
+    """A warning as one line on stderr (``note: ...``), without the code that raised it."""
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
 def _terminate(signum, frame) -> None:
     raise Interrupted()
 
@@ -365,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet = ranks is not None and not ranks.main
     try:
         with open(os.devnull, "w") if quiet else nullcontext(sys.stdout) as out:
-            with redirect_stdout(out):
+            with redirect_stdout(out), warnings.catch_warnings():
+                warnings.showwarning = _note
                 return args.run(args) or 0
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

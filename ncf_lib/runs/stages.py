@@ -4,8 +4,10 @@ was kept and how to go on."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shlex
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -13,18 +15,31 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from ncf_lib.checkpoints import load_checkpoint
+from ncf_lib.checkpoints import Checkpoint, load_checkpoint
+from ncf_lib.dataset import NCFData
 from ncf_lib.errors import ConfigError
 from ncf_lib.files import current_umask, exclusive_lock
 from ncf_lib.train import TrainConfig
 
 
+def command(*words: object) -> str:
+    """A command for the user to paste: each word shell-quoted (a path with a space or a
+    quote stays one word)."""
+    return " ".join(shlex.quote(str(word)) for word in words)
+
+
 def slug(text: str) -> str:
-    """A file-name part for a dataset: its name, or for a file its folder and name (two
-    ``ratings.csv`` in two folders get two names)."""
+    """A file-name part for a dataset: a known dataset's name (``ml-1m``, a synthetic shape),
+    or for a file or folder its name and a short hash of the path it resolves to (two
+    ``data/ratings.csv`` in two folders, or ``ml 100k`` beside ``ml_100k``, get two names;
+    ``./x`` and ``x/../x`` one)."""
     path = Path(text)
-    name = f"{path.parent.name}-{path.name}" if path.is_file() and path.parent.name else path.name
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", name or text).strip("_") or "data"
+    if not path.exists():
+        return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("_") or "data"
+    real = path.resolve()
+    name = f"{real.parent.name}-{real.name}" if real.is_file() else real.name
+    tag = hashlib.sha256(str(real).encode()).hexdigest()[:8]
+    return f"{re.sub(r'[^A-Za-z0-9.-]+', '_', name).strip('_') or 'data'}-{tag}"
 
 
 @contextmanager
@@ -45,25 +60,32 @@ def writing(path: str | Path) -> Iterator[None]:
         ) from None
 
 
-def unfinished(path: Path) -> str | None:
-    """How far the unfinished run saved in ``path`` got (``None``: no such run there)."""
-    if not path.is_file():
-        return None
-    ckpt = load_checkpoint(path)
+def unfinished(ckpt: Checkpoint) -> str | None:
+    """How far the unfinished run saved in ``ckpt`` got (``None``: a finished run)."""
     state, epochs = ckpt.training, ckpt.train_config["epochs"]
     if state is None or state["stopped"] or state["next_epoch"] > epochs:
         return None
     return f"after epoch {state['next_epoch'] - 1} of {epochs}"
 
 
-def refuse_unfinished(out: str, dataset: str, stages: list[str]) -> None:
-    """Refuse to start stages whose checkpoint in ``out`` holds an unfinished run."""
+def refuse_to_replace(out: str, data: NCFData, stages: list[str]) -> None:
+    """Refuse to start stages whose checkpoint in ``out`` holds an unfinished run, or a run
+    on other data than ``data`` (a file edited since, say); a finished run on ``data`` may be
+    trained again."""
     for stage in stages:
-        path = Path(out) / f"{slug(dataset)}-{stage}.pt"
-        if done := unfinished(path):
+        path = Path(out) / f"{slug(data.name)}-{stage}.pt"
+        if not path.is_file():
+            continue
+        ckpt = load_checkpoint(path)
+        if done := unfinished(ckpt):
             raise ConfigError(
-                f"{path} holds an unfinished run ({done}): continue it with --resume {path}, "
-                "or start again with --overwrite"
+                f"{path} holds an unfinished run ({done}): continue it with "
+                f"{command('--resume', path)}, or start again with --overwrite"
+            )
+        if ckpt.fingerprint != data.fingerprint:
+            raise ConfigError(
+                f"{path} holds a run on other data than {data.name} now holds (changed since?): "
+                "keep it and give this run another --out, or replace it with --overwrite"
             )
 
 
@@ -123,5 +145,5 @@ class Stages:
         return (
             f"interrupted {done} of {self.stage}: {self.checkpoint} "
             "holds the best epoch so far and can be resumed with "
-            f"python -m ncf_lib train --resume {self.checkpoint}"
+            + command("python", "-m", "ncf_lib", "train", "--resume", self.checkpoint)
         )

@@ -13,7 +13,7 @@ from ncf_lib.dataset import NCFData
 from ncf_lib.errors import CheckpointError, Interrupted
 from ncf_lib.models import ModelConfig, model_name
 from ncf_lib.pretraining import pretrain_neumf
-from ncf_lib.runs.stages import Stages
+from ncf_lib.runs.stages import Stages, command, unfinished
 from ncf_lib.train import FitResult, TrainConfig, train_model
 
 
@@ -70,6 +70,12 @@ def train_run(
         if part != "resume" and model_name(ckpt.model) != part:
             raise CheckpointError(
                 f"--{part} {path} holds a {type(ckpt.model).__name__}, not a {part.upper()}"
+            )
+        if part != "resume" and (done := unfinished(ckpt)):
+            raise CheckpointError(
+                f"--{part} {path} holds an unfinished run ({done}); a pre-trained part must be "
+                "a finished one: finish it first with "
+                + command("python", "-m", "ncf_lib", "train", "--resume", path)
             )
     with ExitStack() as locks:
         stages = Stages(
