@@ -20,6 +20,10 @@ from ncf_lib.ratings import Ratings
 DENSE_MASK_LIMIT = 1 << 28
 
 
+#: The largest seed (every generator a run seeds takes 32 bits: NumPy's legacy one).
+MAX_SEED = 2**32 - 1
+
+
 @dataclass(frozen=True)
 class EvalSet:
     """Held-out items with their ranking candidates.
@@ -259,8 +263,8 @@ def build_dataset(
             f"num_ng_test (--num-ng-test) must be at least 1, got {num_ng_test}: with no "
             "sampled negatives the held-out item is always first and HR is 1"
         )
-    if seed < 0:
-        raise ConfigError(f"seed (--seed) must be a non-negative integer, got {seed}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed (--seed) must be an integer from 0 to 2**32 - 1, got {seed}")
     clock = time.perf_counter()
     frame = ratings.ratings
     if frame.empty:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ncf_lib.errors import ConfigError
+from ncf_lib.memory import model_bytes, require
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,12 @@ def build_model(
     """A fresh model by name: ``gmf``, ``mlp``, ``neumf`` or ``mf``."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    require(
+        model_bytes(n_users, n_items, config.factor_num, config.layers),
+        f"a {name} of {n_users:,} users and {n_items:,} items (factor_num {config.factor_num}, "
+        f"layers {config.layers})",
+        "lower factor_num (--factor-num) or layers (--layers)",
+    )
     return MODELS[name](n_users, n_items, config)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ncf_lib.errors import ConfigError
+from ncf_lib.memory import require, synthetic_bytes
 
 #: Shape of MovieLens-1M, the default size of the synthetic data.
 ML1M_SHAPE = (6040, 3706, 1_000_209)
@@ -36,6 +37,11 @@ def synthetic_ratings(
             f"n_interactions={n_interactions:,} is more than half of users x items "
             f"({n_users:,} x {n_items:,}); expected a sparse matrix"
         )
+    require(
+        synthetic_bytes(n_users, n_items, n_interactions, rank),
+        f"synthetic:{n_users}x{n_items}x{n_interactions}",
+        "give a smaller shape",
+    )
     rng = np.random.default_rng(seed)
     low = max(2, min(20, n_interactions // (2 * n_users)))
     weights = rng.lognormal(0.0, 1.0, n_users)

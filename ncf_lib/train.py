@@ -21,9 +21,10 @@ from torch import nn
 from tqdm import tqdm
 
 from ncf_lib.checkpoints import Checkpoint, TrainingState, restore_training, save_training
-from ncf_lib.dataset import NCFData
+from ncf_lib.dataset import MAX_SEED, NCFData
 from ncf_lib.errors import ConfigError, TrainingDivergedError
 from ncf_lib.event_log import EventLog
+from ncf_lib.memory import epoch_bytes, require
 from ncf_lib.metrics import check_top_k, evaluate
 from ncf_lib.models import ModelConfig, Recommender, build_model, config_dict
 from ncf_lib.sampling import NegativeSampler, batches
@@ -32,6 +33,8 @@ from ncf_lib.sampling import NegativeSampler, batches
 OPTIMIZERS = ("adam", "sgd")
 #: The history column that ``TrainConfig.select_on`` maximises (``last``: the latest epoch).
 SELECTION = {"validation": "val_hr", "test": "test_hr", "last": None}
+#: The most epochs a run may ask for (a year of 5-minute epochs).
+MAX_EPOCHS = 100_000
 #: The history columns the TensorBoard log holds (``epoch/loss``, ...), every epoch.
 LOGGED = ("loss", "val_hr", "val_ndcg", "test_hr", "test_ndcg")
 #: ``TrainConfig.device``: ``auto`` is CUDA when available, else the CPU.
@@ -83,13 +86,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         finite = lambda x: isinstance(x, (int, float)) and np.isfinite(x)  # noqa: E731
         checks = {
-            "epochs": (self.epochs >= 1, "an integer of at least 1"),
+            "epochs": (1 <= self.epochs <= MAX_EPOCHS, f"an integer from 1 to {MAX_EPOCHS:,}"),
             "batch_size": (self.batch_size >= 1, "an integer of at least 1"),
             "lr": (finite(self.lr) and self.lr > 0, "a finite number above 0"),
             "l2": (finite(self.l2) and self.l2 >= 0, "a finite number of at least 0"),
             "num_ng": (self.num_ng >= 0, "an integer of at least 0"),
             "top_k": (self.top_k >= 1, "an integer of at least 1"),
-            "seed": (self.seed >= 0, "an integer of at least 0"),
+            "seed": (0 <= self.seed <= MAX_SEED, "an integer from 0 to 2**32 - 1"),
             "optimizer": (isinstance(self.optimizer, str) and bool(self.optimizer), "a name"),
             "select_on": (self.select_on in SELECTION, ", ".join(SELECTION)),
             "patience": (self.patience is None or self.patience >= 1, "None or at least 1"),
@@ -233,6 +236,12 @@ def fit(
     if config.select_on == "validation" and data.validation is None:
         raise ConfigError("select_on='validation' needs data built with validation=True")
     check_top_k(config.top_k, data.test.candidates.shape[1], "candidates per user")
+    sizes = model.config.factor_num, model.config.layers
+    require(
+        epoch_bytes(data.n_train, config.num_ng, config.batch_size, *sizes),
+        f"an epoch of {data.n_train:,} positives with {config.num_ng} negatives each",
+        "lower num_ng (--num-ng) or batch_size (--batch-size)",
+    )
     device = resolve_device(config.device)
     model.to(device)
     torch.manual_seed(config.seed)

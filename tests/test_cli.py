@@ -421,16 +421,94 @@ def test_data_with_nothing_to_evaluate_is_one_line(tmp_path, capsys):
     one_line_error(["info", "--dataset", str(one), "--num-ng-test", "1"], capsys, str(one))
 
 
-def test_an_output_never_replaces_an_input_and_a_folder_is_not_a_file(tmp_path, capsys):
-    ratings = ratings_file(tmp_path / "r.csv", dense_rows(30, items_per_user=10))
-    assert main(["train", "--dataset", str(ratings), "--epochs", "1", "--model", "gmf", *QUIET,
-                 "--num-ng-test", "19", "--out", str(tmp_path / "ck")]) == 0  # fmt: skip
-    ckpt = next((tmp_path / "ck").glob("*.pt"))
-    before = {p: p.read_bytes() for p in (ckpt, ratings)}
-    for target in (ckpt, ratings):
-        one_line_error(["evaluate", str(ckpt), "--per-user", str(target)], capsys,
-                        "--per-user", "is an input")  # fmt: skip
+def _trained_on_a_folder(tmp_path):
+    """A checkpoint (in ``ck/``) of a ratings file in ``data/`` beside a movies file."""
+    (tmp_path / "data").mkdir()
+    ratings = ratings_file(tmp_path / "data" / "ratings.csv", dense_rows(30, items_per_user=10))
+    (tmp_path / "data" / "movies.csv").write_text("movieId,title,genres\n1,A (1999),Drama\n")
+    assert main(["train", "--dataset", str(ratings.parent), "--epochs", "1", "--model", "gmf",
+                 *QUIET, "--num-ng-test", "19", "--out", str(tmp_path / "ck")]) == 0  # fmt: skip
+    return next((tmp_path / "ck").glob("*.pt")), ratings
+
+
+def test_an_output_never_lands_on_an_input_or_in_the_datasets_folder(tmp_path, capsys):
+    """The checkpoint, the ratings file and the movies file, by other spellings too (a
+    symlink, ``..``): refused before any work, with or without --force, nothing changed."""
+    ckpt, ratings = _trained_on_a_folder(tmp_path)
+    data = ratings.parent
+    (tmp_path / "link.csv").symlink_to(ratings)
+    (tmp_path / "link").symlink_to(data / "sub", target_is_directory=True)
+    (data / "sub").mkdir()
+    before = {p: p.read_bytes() for p in (ckpt, ratings, data / "movies.csv")}
+    targets = {
+        str(ckpt): "is an input",
+        str(tmp_path / "ck" / ".." / "ck" / ckpt.name): "is an input",
+        str(ratings): "in the dataset's folder",
+        str(data / "movies.csv"): "in the dataset's folder",
+        str(data / "new.csv"): "in the dataset's folder",
+        str(tmp_path / "link.csv"): "in the dataset's folder",
+    }
+    for target, why in targets.items():
+        for force in ([], ["--force"]):
+            out = one_line_error(["evaluate", str(ckpt), "--per-user", target, *force], capsys,
+                                 "--per-user", why)  # fmt: skip
+            assert "model" not in out  # refused before any metric was computed
+    for folder in (data, tmp_path / "link" / ".."):  # the dataset's folder, by two spellings
+        one_line_error(["export", str(ckpt), str(folder), "--force"], capsys,
+                       "in the dataset's folder")  # fmt: skip
     assert {p: p.read_bytes() for p in before} == before
+    assert not (data / "new.csv").exists() and not (data / "users.csv").exists()
+
+
+def test_an_existing_file_is_replaced_only_if_it_is_this_commands_output_and_forced(
+    tmp_path, capsys
+):
+    ckpt, _ = _trained_on_a_folder(tmp_path)
+    mine = tmp_path / "ranks.csv"
+    assert main(["evaluate", str(ckpt), "--per-user", str(mine)]) == 0
+    first = mine.read_bytes()
+    one_line_error(["evaluate", str(ckpt), "--per-user", str(mine)], capsys, "already exists",
+                   "--force")  # fmt: skip
+    assert main(["evaluate", str(ckpt), "--per-user", str(mine), "--force"]) == 0
+    assert mine.read_bytes() == first  # the same model's ranks, written again
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my,own,notes\n")
+    for force in ([], ["--force"]):
+        one_line_error(["evaluate", str(ckpt), "--per-user", str(notes), *force], capsys,
+                       "already exists")  # fmt: skip
+    assert notes.read_text() == "my,own,notes\n"
+    (tmp_path / "emb").mkdir()
+    (tmp_path / "emb" / "items.csv").write_text("user_id,item_id,rating\n1,2,5\n")
+    for force in ([], ["--force"]):
+        one_line_error(["export", str(ckpt), str(tmp_path / "emb"), *force], capsys,
+                       "items.csv already exists")  # fmt: skip
+    assert (tmp_path / "emb" / "items.csv").read_text().startswith("user_id,item_id,rating")
+    assert main(["export", str(ckpt), str(tmp_path / "out")]) == 0
+    one_line_error(["export", str(ckpt), str(tmp_path / "out")], capsys, "already exists")
+    assert main(["export", str(ckpt), str(tmp_path / "out"), "--force"]) == 0
+
+
+def test_an_output_in_the_download_cache_is_refused(tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "cache"
+    (cache / "ml-100k").mkdir(parents=True)
+    rows = dense_rows(30, items_per_user=10)
+    (cache / "ml-100k" / "u.data").write_text(
+        "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows)
+    )
+    assert main(["train", "--dataset", "ml-100k", "--data-dir", str(cache), "--epochs", "1",
+                 "--model", "gmf", *QUIET, "--num-ng-test", "19",
+                 "--out", str(tmp_path / "ck")]) == 0  # fmt: skip
+    ckpt = next((tmp_path / "ck").glob("*.pt"))
+    for target in (cache / "ml-100k" / "u.data", cache / "ml-100k.zip", cache / "x" / "r.csv"):
+        one_line_error(["evaluate", str(ckpt), "--data-dir", str(cache), "--per-user",
+                        str(target)], capsys, "in the download cache")  # fmt: skip
+    one_line_error(["export", str(ckpt), str(cache / "ml-100k"), "--data-dir", str(cache)],
+                   capsys, "in the download cache")  # fmt: skip
+    assert sorted(p.name for p in (cache / "ml-100k").iterdir() if p.name[0] != ".") == ["u.data"]
+
+
+def test_an_output_that_is_a_folder_is_refused(tmp_path, capsys):
+    ckpt, _ = _trained_on_a_folder(tmp_path)
     (tmp_path / "dir").mkdir()
     for folder in (str(tmp_path / "dir"), str(tmp_path / "new") + "/"):
         out = one_line_error(["evaluate", str(ckpt), "--per-user", folder], capsys, "is a folder")
@@ -512,3 +590,20 @@ def test_the_printed_tensorboard_command_pastes_into_a_shell(tmp_path, capsys, f
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("TensorBoard"))
     pasted = shlex.split(line.split("or ", 1)[1].rstrip(")"))
     assert pasted == ["tensorboard", "--logdir", str(tmp_path / folder)]
+
+
+@pytest.mark.parametrize("value", ["-1", "4294967296", "18446744073709551616"])
+@pytest.mark.parametrize(
+    "command", [["info"], ["train"], ["evaluate", "x.pt"], ["recommend", "x.pt"], ["reproduce"]]
+)
+def test_every_seed_out_of_range_is_one_line_before_any_work(tmp_path, capsys, command, value):
+    flag = "--seeds" if command == ["reproduce"] else "--seed"
+    argv = [*command, "--dataset", SAMPLE, flag, value]
+    assert one_line_error(argv, capsys, f"{flag} must be", "2**32 - 1", value) == ""
+
+
+@pytest.mark.parametrize("flag", ["--epochs", "--study-epochs"])
+@pytest.mark.parametrize("value", ["0", "100001", "100000000000000000000"])
+def test_an_epoch_count_out_of_range_is_one_line(capsys, flag, value):
+    command = ["reproduce"] if flag == "--study-epochs" else ["train"]
+    one_line_error([*command, "--dataset", SAMPLE, flag, value], capsys, f"{flag} must be", value)

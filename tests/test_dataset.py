@@ -14,7 +14,7 @@ from conftest import ratings_file, ratings_frame, ratings_of
 
 from ncf_lib import dataset as dataset_module
 from ncf_lib.dataset import NCFData, build_dataset, leave_one_out, reindex, sample_candidates
-from ncf_lib.errors import UnknownIdError
+from ncf_lib.errors import ConfigError, UnknownIdError
 from ncf_lib.ratings import (
     RATING_DTYPES,
     Ratings,
@@ -240,7 +240,7 @@ def test_too_many_test_negatives_names_the_user_and_the_count():
 
 @pytest.mark.parametrize("name, value, message", [
     ("num_ng_test", 0, "num_ng_test (--num-ng-test) must be at least 1, got 0"),
-    ("seed", -1, "seed (--seed) must be a non-negative integer, got -1"),
+    ("seed", -1, "seed (--seed) must be an integer from 0 to 2**32 - 1, got -1"),
 ])  # fmt: skip
 def test_build_dataset_refuses_bad_settings(small_ratings, name, value, message):
     assert build_dataset(small_ratings, **{name: 1}) is not None  # the limit itself is fine
@@ -388,3 +388,9 @@ def test_one_named_id_among_integers_keeps_the_titles(tmp_path):
     data = build_dataset(load_ratings(folder), num_ng_test=3)
     named = dict(zip(data.item_ids.tolist(), data.titles.tolist()))
     assert named["3"] == "Movie 3 (2000)" and named["x9"] == "(unknown title)"
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**64])
+def test_a_seed_out_of_range_is_refused(small_ratings, seed):
+    with pytest.raises(ConfigError, match=f"from 0 to 2\\*\\*32 - 1, got {seed}$"):
+        build_dataset(small_ratings, seed=seed)

@@ -393,13 +393,13 @@ def test_tensorboard_logs_hold_each_epochs_numbers(small_data, tmp_path):
 #: Each setting's smallest accepted value (or every accepted name) and the first refused one,
 #: with what the message says is expected.
 LIMITS = {
-    "epochs": ([1], 0, "an integer of at least 1"),
+    "epochs": ([1, 100_000], 0, "an integer from 1 to 100,000"),
     "batch_size": ([1], 0, "an integer of at least 1"),
     "lr": ([1e-12], 0.0, "a finite number above 0"),
     "l2": ([0.0], -1e-12, "a finite number of at least 0"),
     "num_ng": ([0], -1, "an integer of at least 0"),
     "top_k": ([1], 0, "an integer of at least 1"),
-    "seed": ([0], -1, "an integer of at least 0"),
+    "seed": ([0, 2**32 - 1], -1, "an integer from 0 to 2**32 - 1"),
     "optimizer": (["adam", "sgd", "sparse-adam"], "", "a name"),
     "select_on": (["validation", "test", "last"], "train", "validation, test, last"),
     "patience": ([None, 1], 0, "None or at least 1"),
@@ -416,6 +416,12 @@ def test_each_training_setting_is_refused_just_past_its_limit(name):
     message = f"{name} ({flag}) must be {expected}, got {refused!r}"
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
         TrainConfig(**{name: refused})
+
+
+@pytest.mark.parametrize("name, value", [("epochs", 100_001), ("epochs", 10**20), ("seed", 2**32)])
+def test_an_epoch_count_or_seed_above_its_range_is_refused(name, value):
+    with pytest.raises(ConfigError, match=f"^{name} \\(--{name}\\) must be an integer from "):
+        TrainConfig(**{name: value})
 
 
 @pytest.mark.parametrize("name, value", [("lr", float("inf")), ("lr", float("nan")),

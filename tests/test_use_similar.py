@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from ncf_lib.cli import main
-from ncf_lib.models import GMF
-from ncf_lib.use.similar import similar_items
+from ncf_lib.models import GMF, ModelConfig, build_model
+from ncf_lib.use.similar import side_vectors, similar_items
 
 
 def test_similar_items_finds_a_near_copy():
@@ -32,3 +33,17 @@ def test_similar_command(ml_checkpoint, capsys):
     printed = [line.split() for line in out.splitlines()[2:]]
     assert [int(row[1]) for row in printed] == loaded.item_ids[items].tolist()
     assert [row[-1] for row in printed] == [f"{c:.3f}" for c in cosines]
+
+
+@pytest.mark.parametrize(
+    "name, width",
+    [("gmf", 1), ("neumf", 1 + 4), ("mlp", 4), ("mf", 1)],  # layers (8, 4): MLP tables of 4
+)
+def test_side_vectors_keep_every_half_even_of_one_factor(name, width):
+    """With ``factor_num=1`` the GMF (or MF) half is a table of width 1: it is kept (NeuMF:
+    beside the MLP half); MF's biases are not part of the vectors."""
+    model = build_model(name, 5, 7, ModelConfig(factor_num=1, layers=(8, 4)))
+    for side, n in (("user", 5), ("item", 7)):
+        assert side_vectors(model, side).shape == (n, width)
+    items, cosines = similar_items(model, 0, k=3)
+    assert items.size == 3 and 0 not in items and np.all(np.abs(cosines) <= 1 + 1e-6)

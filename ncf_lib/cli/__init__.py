@@ -29,7 +29,10 @@ from ncf_lib.cli.flags import (
     UsageError,
     add,
     add_config_flags,
+    check_output,
+    check_ranges,
     check_train_flags,
+    inputs_of,
     output_file,
     run_settings,
 )
@@ -39,7 +42,7 @@ from ncf_lib.files import atomic_write, check_writable
 from ncf_lib.metrics import PopularityScorer, evaluate, per_user_ranks
 from ncf_lib.models import MODELS, ModelConfig
 from ncf_lib.pretraining import FINETUNE
-from ncf_lib.ratings import find_ratings_file, load_ratings
+from ncf_lib.ratings import load_ratings
 from ncf_lib.runs.stages import command, refuse_to_replace, slug
 from ncf_lib.runs.train import Pretraining, train_run
 from ncf_lib.scale.candidates import large_catalogue_candidates
@@ -49,7 +52,7 @@ from ncf_lib.study.baselines import against_references
 from ncf_lib.study.report import dataset_summary
 from ncf_lib.study.runner import reproduce
 from ncf_lib.train import TrainConfig, resolve_device
-from ncf_lib.use.export import export_embeddings
+from ncf_lib.use.export import EXPORTED, export_embeddings, is_export
 from ncf_lib.use.foldin import FoldInConfig, fold_in
 from ncf_lib.use.recommend import recommend, recommendation_table
 from ncf_lib.use.similar import similar_items
@@ -187,9 +190,8 @@ def _checkpoint_and_data(args: argparse.Namespace, ckpt=None):
 def cmd_evaluate(args: argparse.Namespace) -> None:
     ckpt = load_checkpoint(args.checkpoint)
     if args.per_user:  # checked before the data is built and the metrics computed
-        dataset = args.dataset or ckpt.dataset
-        read = [str(find_ratings_file(dataset))] if Path(dataset).exists() else []
-        output_file("--per-user", args.per_user, [args.checkpoint, *read])
+        inputs = inputs_of(args.dataset or ckpt.dataset, args.data_dir, args.checkpoint)
+        output_file("--per-user", args.per_user, inputs, force=args.force, own=_per_user_file)
     ckpt, data = _checkpoint_and_data(args, ckpt)
     k = args.top_k
     print(
@@ -206,6 +208,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         with atomic_write(args.per_user) as tmp:
             per_user_ranks(ckpt.model.score, data).to_csv(tmp, index=False)
         print(f"per-user ranks of the model: {args.per_user}")
+
+
+def _per_user_file(path: Path) -> bool:
+    """Does ``path`` look like ``evaluate --per-user``'s output (its header)?"""
+    with open(path, "rb") as handle:
+        return handle.readline().rstrip(b"\r\n") == b"user_id,split,item_id,rank,full_rank"
 
 
 def _item(data, text: str) -> int:
@@ -256,8 +264,16 @@ def cmd_similar(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    check_writable(args.out, "export folder")
-    ckpt, data = _checkpoint_and_data(args)
+    ckpt = load_checkpoint(args.checkpoint)
+    inputs = inputs_of(args.dataset or ckpt.dataset, args.data_dir, args.checkpoint)
+    folder = Path(args.out)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"export folder {folder} is a file; give a folder")
+    check_output("export folder", folder, inputs, force=True, own=Path.is_dir)
+    for name in EXPORTED:
+        check_output("export folder", folder / name, inputs, force=args.force, own=is_export)
+    check_writable(folder, "export folder")
+    ckpt, data = _checkpoint_and_data(args, ckpt)
     folder = export_embeddings(ckpt.model, data.user_ids, data.item_ids, data.titles, args.out)
     print(f"wrote {folder}/embeddings.npz, users.csv and items.csv")
 
@@ -330,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(ev, "--top-k", int, 10, "K of HR@K and NDCG@K")
     add(ev, "--seed", int, 0, "seed of the random reference scorer")
     add(ev, "--per-user", str, None, "also write each held-out item's rank", metavar="CSV")
+    add(ev, "--force", bool, False, "replace a previous --per-user file")
     rec = _command(commands, "recommend", "top-k movies for a user", cmd_recommend, True)
     add(rec, "--user", str, None, "original user id (as in the ratings file)")
     add(rec, "--like", str, None, "a movie a new user likes (repeat it)", action="append")
@@ -341,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(sim, "-k", int, 10, "how many movies")
     exp = _command(commands, "export", "embeddings with ids and titles", cmd_export, True)
     exp.add_argument("out", help="folder for embeddings.npz, users.csv, items.csv")
+    add(exp, "--force", bool, False, "replace a previous export in that folder")
 
     rep = _command(
         commands, "reproduce", REPRODUCE_HELP[0], cmd_reproduce, description=REPRODUCE_HELP[1]
@@ -373,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(os.devnull, "w") if quiet else nullcontext(sys.stdout) as out:
             with redirect_stdout(out), warnings.catch_warnings():
                 warnings.showwarning = _note
+                check_ranges(args)
                 return args.run(args) or 0
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

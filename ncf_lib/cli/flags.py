@@ -7,16 +7,20 @@ import argparse
 import inspect
 import os
 import re
-from dataclasses import MISSING, asdict, fields, replace
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from ncf_lib.checkpoints import Checkpoint
+from ncf_lib.dataset import MAX_SEED
+from ncf_lib.download import DATASETS, default_data_dir
 from ncf_lib.errors import ConfigError
 from ncf_lib.files import check_writable
 from ncf_lib.models import ModelConfig, model_name
-from ncf_lib.train import TrainConfig
+from ncf_lib.ratings import find_ratings_file
+from ncf_lib.train import MAX_EPOCHS, TrainConfig
 
 #: ``TrainConfig`` fields set through the command line's own flags (--out, --log-dir,
 #: --no-progress) rather than a flag of their own.
@@ -142,6 +146,24 @@ def run_settings(args: argparse.Namespace, resumed: Checkpoint | None):
     )
 
 
+#: Flags every command checks the range of before any work: ``(lowest, highest, as said)``.
+RANGES = {
+    "seed": (0, MAX_SEED, "an integer from 0 to 2**32 - 1"),
+    "seeds": (0, MAX_SEED, "integers from 0 to 2**32 - 1"),
+    "epochs": (1, MAX_EPOCHS, f"an integer from 1 to {MAX_EPOCHS:,}"),
+    "study_epochs": (1, MAX_EPOCHS, f"an integer from 1 to {MAX_EPOCHS:,}"),
+}
+
+
+def check_ranges(args: argparse.Namespace) -> None:
+    """Refuse a seed or an epoch count out of its range, naming the flag (one line)."""
+    for name, (low, high, expected) in RANGES.items():
+        value = getattr(args, name, None)
+        values = value if isinstance(value, list) else [] if value is None else [value]
+        if any(not low <= v <= high for v in values):
+            raise UsageError(f"{flag(name)} must be {expected}, got {shown(value)}")
+
+
 def check_train_flags(args: argparse.Namespace) -> None:
     """Refuse ``train`` flags that do not go together, before anything is read."""
     if args.pretrain and args.model not in (None, "neumf"):
@@ -156,13 +178,74 @@ def check_train_flags(args: argparse.Namespace) -> None:
         raise UsageError(f"--finetune-lr must be a finite number above 0, got {args.finetune_lr}")
 
 
-def output_file(flag: str, text: str, inputs: list[str]) -> Path:
-    """A file a command may write: not a folder, not one of its inputs, in a folder it can
+@dataclass(frozen=True)
+class Inputs:
+    """What a command reads, which its outputs may never replace.
+
+    Attributes:
+        files: files it reads (the checkpoint, the ratings file).
+        folders: folders whose files it may read (a dataset's folder: ratings, movies, genres).
+        caches: folders it may read anything in, at any depth (the download cache).
+    """
+
+    files: tuple[Path, ...] = ()
+    folders: tuple[Path, ...] = ()
+    caches: tuple[Path, ...] = ()
+
+
+def inputs_of(dataset: str, data_dir: str | None, *files: str) -> Inputs:
+    """The :class:`Inputs` of a command reading ``dataset`` (a name or path) and ``files``."""
+    if dataset in DATASETS:
+        cache = Path(data_dir) if data_dir is not None else default_data_dir()
+        return Inputs(tuple(map(Path, files)), caches=(cache,))
+    if Path(dataset).exists():
+        ratings = find_ratings_file(dataset)
+        return Inputs((*map(Path, files), ratings), folders=(ratings.parent,))
+    return Inputs(tuple(map(Path, files)))
+
+
+def _same(a: Path, b: Path) -> bool:
+    """One file or folder (symlinks, ``..``, a case-insensitive file system)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output(
+    flag: str, path: Path, inputs: Inputs, *, force: bool, own: Callable[[Path], bool]
+) -> None:
+    """Refuse, before any work, an output ``path`` that is one of the ``inputs``' files or in
+    one of their folders, or an existing file that is not a previous output of this command
+    (``own``) replaced with ``--force``."""
+    parent = path.resolve().parent
+    for folder in inputs.folders:
+        if _same(parent, folder):
+            raise UsageError(
+                f"{flag} {path} is in the dataset's folder {folder}; write it elsewhere"
+            )
+    for cache in inputs.caches:
+        if any(_same(p, cache) for p in (parent, *parent.parents)):
+            raise UsageError(f"{flag} {path} is in the download cache {cache}; write it elsewhere")
+    if any(_same(path, f) for f in inputs.files):
+        raise UsageError(f"{flag} {path} is an input of this command; give another file name")
+    if path.exists() and not (force and own(path)):
+        raise UsageError(
+            f"{flag} {path} already exists"
+            + (" and is not an output of this command" if force else "")
+            + "; give another name"
+            + ("" if force else " (or --force to replace a previous output of this command)")
+        )
+
+
+def output_file(
+    flag: str, text: str, inputs: Inputs, *, force: bool, own: Callable[[Path], bool]
+) -> Path:
+    """A file a command may write (:func:`check_output`): not a folder, in a folder it can
     write to."""
     path = Path(text)
     if text.endswith(("/", os.sep)) or path.is_dir():
         raise UsageError(f"{flag} {text} is a folder; give a file name, e.g. {path / 'out.csv'}")
-    if any(Path(i).exists() and path.resolve() == Path(i).resolve() for i in inputs):
-        raise UsageError(f"{flag} {text} is an input of this command; give another file name")
+    check_output(flag, path, inputs, force=force, own=own)
     check_writable(path.parent, flag)
     return path

@@ -23,6 +23,23 @@ from ncf_lib.files import atomic_write, check_writable
 from ncf_lib.models import Recommender
 from ncf_lib.use.similar import side_vectors
 
+#: The files :func:`export_embeddings` writes.
+EXPORTED = ("embeddings.npz", "users.csv", "items.csv")
+
+
+def is_export(path: Path) -> bool:
+    """Does ``path`` look like a file :func:`export_embeddings` wrote (an ``.npz`` with its
+    arrays, a CSV with its header)?"""
+    if path.name == "embeddings.npz":
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                return {"user_ids", "user_vectors", "item_ids", "item_vectors"} <= set(saved.files)
+        except (OSError, ValueError):
+            return False
+    first = {"users.csv": b"user_id,e0", "items.csv": b"item_id,title,e0"}.get(path.name)
+    with open(path, "rb") as handle:
+        return first is not None and handle.readline().startswith(first)
+
 
 def export_embeddings(
     model: Recommender,

@@ -16,7 +16,8 @@ from ncf_lib.errors import NonFiniteScoresError, UnknownIdError
 
 
 def side_vectors(model: nn.Module, side: str, ids: np.ndarray | None = None) -> np.ndarray:
-    """``(n, d)`` the concatenated ``side`` (``user`` or ``item``) embedding rows.
+    """``(n, d)`` the concatenated ``side`` (``user`` or ``item``) embedding rows (NeuMF: the
+    GMF and MLP halves; MF's biases are not part of them).
 
     Raises:
         NonFiniteScoresError: a row holds NaN or infinity (named by ``ids``, original ids, when
@@ -25,7 +26,7 @@ def side_vectors(model: nn.Module, side: str, ids: np.ndarray | None = None) -> 
     tables = [
         m.weight.detach().cpu()
         for name, m in model.named_children()
-        if isinstance(m, nn.Embedding) and side in name and m.embedding_dim > 1
+        if isinstance(m, nn.Embedding) and side in name and not name.endswith("_bias")
     ]
     vectors = torch.cat(tables, dim=1).numpy()
     bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
