@@ -4,11 +4,13 @@ valid); extracted once, through a temporary folder renamed when complete."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import http.client
 import os
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -22,6 +24,9 @@ from ncf_lib.files import current_umask
 
 #: Environment variable that overrides the default cache folder.
 DATA_DIR_ENV = "NCF_DATA_DIR"
+#: Seconds a whole download may take (a server that trickles bytes is not waited on for ever).
+DEADLINE_ENV = "NCF_DOWNLOAD_DEADLINE"
+DEFAULT_DEADLINE = 3600.0
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 
@@ -81,13 +86,22 @@ def _by_hand(url: str, dest: Path) -> str:
 
 
 def download(
-    url: str, dest: Path, md5: str | None, *, timeout: float = 30.0, progress: bool = True
+    url: str,
+    dest: Path,
+    md5: str | None,
+    *,
+    timeout: float = 30.0,
+    deadline: float | None = None,
+    progress: bool = True,
 ) -> Path:
-    """Download ``url`` to ``dest`` unless a valid copy is there: streamed into a ``.part``
-    file beside it, renamed once the length and the MD5 (``None``: any) are right.
-    ``timeout``: seconds to connect and per read. Any failure removes the partial file and
-    raises :class:`DownloadError`."""
+    """Download ``url`` to ``dest`` unless a valid copy is there: streamed into
+    ``dest.part`` (locked while written, so a second download waits for nothing and a part
+    left by a killed one is started over), renamed once the length and the MD5 (``None``:
+    any) are right. ``timeout``: seconds to connect and per read; ``deadline``: seconds for
+    the whole download (default :func:`download_deadline`). Any failure removes the partial
+    file and raises :class:`DownloadError`."""
     dest = Path(dest)
+    deadline = download_deadline() if deadline is None else deadline
     stale = ""
     if dest.exists():
         found = md5sum(dest)
@@ -97,55 +111,88 @@ def download(
             f"The file already at {dest} failed its checksum (MD5 {found}, expected {md5}): "
             "it is incomplete or another file; delete or replace it. "
         )
+    part = dest.with_name(dest.name + ".part")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+        out = open(part, "ab")  # noqa: SIM115 - closed below, after the rename
     except OSError as err:
         raise DownloadError(
             f"Cannot write to the data folder {dest.parent} ({err.strerror}); choose another "
             f"with --data-dir or {DATA_DIR_ENV}. " + _by_hand(url, dest)
         ) from None
-    tmp = Path(tmp_name)
+    with out:
+        try:
+            fcntl.flock(out, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DownloadError(
+                f"{part} is being written by another download of {url}; wait for it to finish"
+            ) from None
+        try:
+            out.truncate(0)  # what a killed download left is started over
+            _stream(url, out, dest, md5, timeout, deadline, progress)
+            os.chmod(part, 0o666 & ~current_umask())
+            os.replace(part, dest)
+            return dest
+        except DownloadError:
+            raise
+        except http.client.IncompleteRead as err:
+            raise DownloadError(
+                f"Download of {url} was cut short after {len(err.partial):,} more bytes. "
+                + _by_hand(url, dest)
+            ) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            reason = getattr(err, "reason", err)
+            raise DownloadError(
+                stale + f"Could not download {url}: {reason}. " + _by_hand(url, dest)
+            ) from None
+        finally:
+            part.unlink(missing_ok=True)
+
+
+def download_deadline() -> float:
+    """Seconds a download may take in all: ``$NCF_DOWNLOAD_DEADLINE``, default an hour."""
+    text = os.environ.get(DEADLINE_ENV, "").strip()
     try:
-        digest = hashlib.md5()
-        received = 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            expected = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(
-                total=expected, unit="B", unit_scale=True, desc=dest.name, disable=not progress
-            ) as bar:
-                while block := resp.read(1 << 16):
-                    out.write(block)
-                    digest.update(block)
-                    received += len(block)
-                    bar.update(len(block))
-        if expected is not None and received != expected:
-            raise DownloadError(
-                f"Download of {url} was cut short: {received:,} of {expected:,} bytes. "
-                + _by_hand(url, dest)
-            )
-        if md5 is not None and digest.hexdigest() != md5:
-            raise DownloadError(
-                f"Checksum mismatch for {url}: got MD5 {digest.hexdigest()}, expected {md5}. "
-                + _by_hand(url, dest)
-            )
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, dest)
-        return dest
-    except DownloadError:
-        raise
-    except http.client.IncompleteRead as err:
+        value = float(text) if text else DEFAULT_DEADLINE
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"{DEADLINE_ENV}={text!r}: expected a number of seconds above 0")
+    return value
+
+
+def _stream(url, out, dest, md5, timeout: float, deadline: float, progress: bool) -> None:
+    """Copy ``url``'s body into ``out``, checking its length, MD5 and the ``deadline``."""
+    end = time.monotonic() + deadline
+    digest = hashlib.md5()
+    received = 0
+    with urllib.request.urlopen(url, timeout=min(timeout, deadline)) as resp:
+        expected = int(resp.headers.get("Content-Length") or 0) or None
+        with tqdm(
+            total=expected, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+        ) as bar:
+            while block := resp.read1(1 << 16):  # what has arrived: a trickle is checked too
+                out.write(block)
+                digest.update(block)
+                received += len(block)
+                bar.update(len(block))
+                if time.monotonic() > end:
+                    raise DownloadError(
+                        f"Download of {url} passed its deadline of {deadline:g} s with "
+                        f"{received:,} bytes received (set {DEADLINE_ENV} to allow longer). "
+                        + _by_hand(url, dest)
+                    )
+    out.flush()
+    if expected is not None and received != expected:
         raise DownloadError(
-            f"Download of {url} was cut short after {len(err.partial):,} more bytes. "
+            f"Download of {url} was cut short: {received:,} of {expected:,} bytes. "
             + _by_hand(url, dest)
-        ) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-        reason = getattr(err, "reason", err)
+        )
+    if md5 is not None and digest.hexdigest() != md5:
         raise DownloadError(
-            stale + f"Could not download {url}: {reason}. " + _by_hand(url, dest)
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+            f"Checksum mismatch for {url}: got MD5 {digest.hexdigest()}, expected {md5}. "
+            + _by_hand(url, dest)
+        )
 
 
 def published_md5(url: str, timeout: float = 30.0) -> str:

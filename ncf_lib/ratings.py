@@ -215,26 +215,77 @@ def read_movies(folder: str | Path) -> pd.DataFrame | None:
             break
     else:
         return None
-    if name == "movies.csv":  # UTF-8, or (as MovieLens' older files) latin-1
-        try:
-            movies = pd.read_csv(path, encoding="utf-8", dtype=str)
-        except UnicodeDecodeError:
-            movies = pd.read_csv(path, encoding="latin-1", dtype=str)
-        movies.columns = ["item_id", "title", "genres"]
-    elif name == "movies.dat":
-        with open(path, encoding="latin-1") as f:
-            rows = [line.rstrip("\r\n").split("::", 2) for line in f if line.strip()]
-        movies = pd.DataFrame(rows, columns=["item_id", "title", "genres"])
-    else:  # u.item: id|title|date|video date|url|19 genre flags
-        genre_names = _ml100k_genres(folder)
-        raw = pd.read_csv(path, sep="|", header=None, encoding="latin-1")
-        flags = raw.iloc[:, 5:].to_numpy(dtype=bool)
-        genres = ["|".join(g for g, on in zip(genre_names, row) if on) for row in flags]
-        movies = pd.DataFrame({"item_id": raw[0], "title": raw[1], "genres": genres})
+    try:
+        movies = _MOVIES_READERS[name](path)
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(f"{path}: the file is empty; {MOVIES_LAYOUT[name]}") from None
+    except pd.errors.ParserError as err:  # pandas names the line
+        raise DataFormatError(f"{path}: {str(err).strip()}; {MOVIES_LAYOUT[name]}") from None
+    if movies.empty:
+        raise DataFormatError(f"{path}: no movies in it; {MOVIES_LAYOUT[name]}")
     ids = movies["item_id"].astype(str).str.strip()
     integer = ids.str.fullmatch(r"[+-]?\d+").all()
     movies["item_id"] = ids.astype("int64") if integer else ids.to_numpy(dtype=object)
+    repeated = movies["item_id"].duplicated()
+    if repeated.any():
+        first = movies["item_id"][repeated].iloc[0]
+        warnings.warn(
+            f"{path}: {repeated.sum():,} rows repeat a movie id given above them (the first is "
+            f"{first}); the first row of each id is used",
+            stacklevel=2,
+        )
+        movies = movies[~repeated].reset_index(drop=True)
     return movies
+
+
+#: What each movies file holds, for its error messages.
+MOVIES_LAYOUT = {
+    "movies.csv": "expected a header movieId,title,genres and a row per movie",
+    "movies.dat": "expected a line per movie: id::title::genres",
+    "u.item": "expected a line per movie: id|title|date|video date|url|19 genre flags",
+}
+
+
+def _movies_csv(path: Path) -> pd.DataFrame:
+    """MovieLens' ``movies.csv``: UTF-8, or (as its older files) latin-1."""
+    try:
+        movies = pd.read_csv(path, encoding="utf-8", dtype=str)
+    except UnicodeDecodeError:
+        movies = pd.read_csv(path, encoding="latin-1", dtype=str)
+    if movies.shape[1] != 3:
+        raise DataFormatError(
+            f"{path}, line 1: {movies.shape[1]} columns; {MOVIES_LAYOUT['movies.csv']}"
+        )
+    movies.columns = ["item_id", "title", "genres"]
+    return movies
+
+
+def _movies_dat(path: Path) -> pd.DataFrame:
+    rows = []
+    with open(path, encoding="latin-1") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                row = line.rstrip("\r\n").split("::", 2)
+                if len(row) != 3:
+                    shown = f"{line.strip()[:60]!r}"
+                    layout = MOVIES_LAYOUT["movies.dat"]
+                    raise DataFormatError(f"{path}, line {number}: {shown}; {layout}")
+                rows.append(row)
+    return pd.DataFrame(rows, columns=["item_id", "title", "genres"])
+
+
+def _u_item(path: Path) -> pd.DataFrame:
+    """MovieLens-100K's ``u.item`` (its genre names from ``u.genre`` beside it)."""
+    genre_names = _ml100k_genres(path.parent)
+    raw = pd.read_csv(path, sep="|", header=None, encoding="latin-1")
+    if raw.shape[1] < 2:
+        raise DataFormatError(f"{path}, line 1: one column; {MOVIES_LAYOUT['u.item']}")
+    flags = raw.iloc[:, 5:].fillna(0).to_numpy(dtype=bool)
+    genres = ["|".join(g for g, on in zip(genre_names, row) if on) for row in flags]
+    return pd.DataFrame({"item_id": raw[0], "title": raw[1], "genres": genres})
+
+
+_MOVIES_READERS = {"movies.csv": _movies_csv, "movies.dat": _movies_dat, "u.item": _u_item}
 
 
 def _ml100k_genres(folder: Path) -> list[str]:

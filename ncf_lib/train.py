@@ -104,6 +104,11 @@ class TrainConfig:
                     f"{name} (--{name.replace('_', '-')}) must be {expected}, "
                     f"got {getattr(self, name)!r}"
                 )
+        if self.patience is not None and self.select_on == "last":
+            raise ConfigError(
+                "patience (--patience) stops when the selection HR stops improving, and "
+                "select_on 'last' (--select-on last) selects no HR: drop one of them"
+            )
 
 
 @dataclass

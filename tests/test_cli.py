@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -607,3 +608,19 @@ def test_every_seed_out_of_range_is_one_line_before_any_work(tmp_path, capsys, c
 def test_an_epoch_count_out_of_range_is_one_line(capsys, flag, value):
     command = ["reproduce"] if flag == "--study-epochs" else ["train"]
     one_line_error([*command, "--dataset", SAMPLE, flag, value], capsys, f"{flag} must be", value)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["info", "--dataset", SAMPLE], ["train", "--dataset", SAMPLE, "--epochs", "1", *QUIET]],
+)
+def test_output_to_a_closed_pipe_stops_quietly_with_sigpipes_status(tmp_path, argv):
+    """``python -m ncf_lib ... | head -1`` where the reader has gone: no traceback, exit
+    status 141 (128 + SIGPIPE) as command-line tools give."""
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before anything is written
+    out = ["--out", str(tmp_path)] if argv[0] == "train" else []
+    done = subprocess.run([sys.executable, "-m", "ncf_lib", *argv, *out], stdout=writer,
+                          stderr=subprocess.PIPE, text=True, cwd=tmp_path)  # fmt: skip
+    os.close(writer)
+    assert done.stderr == "" and done.returncode == 141

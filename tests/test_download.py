@@ -7,7 +7,10 @@ import hashlib
 import http.server
 import io
 import socket
+import subprocess
+import sys
 import threading
+import time
 import zipfile
 
 import pytest
@@ -19,11 +22,13 @@ from ncf_lib.ratings import load_ratings
 
 
 class Server:
-    """Serves ``files`` (path -> bytes); ``truncate`` paths promise more bytes than they send."""
+    """Serves ``files`` (path -> bytes); ``truncate`` paths promise more bytes than they send;
+    ``trickle`` paths send a byte every 20 ms (``sized``: with their length announced)."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
         self.truncate: set[str] = set()
+        self.trickle: dict[str, bool] = {}
         self.requests: list[str] = []
         outer = self
 
@@ -35,8 +40,18 @@ class Server:
                     self.send_error(404)
                     return
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                if outer.trickle.get(self.path, True):
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if self.path in outer.trickle:
+                    try:
+                        for i in range(len(body)):
+                            self.wfile.write(body[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(0.02)
+                    except OSError:  # the client gave up
+                        return
+                    return
                 self.wfile.write(body[: len(body) // 2] if self.path in outer.truncate else body)
 
             def log_message(self, *args):
@@ -223,3 +238,70 @@ def test_a_corrupt_zip_in_the_data_folder_is_named(tmp_path, capsys, monkeypatch
         capsys,
         f"The file already at {tmp_path / 'ml-100k.zip'} failed its checksum",
     )
+
+
+@pytest.mark.parametrize("sized", [True, False])
+def test_a_trickling_server_meets_the_deadline_and_leaves_nothing(server, tmp_path, sized):
+    """Bytes arrive (so no read times out) but too slowly: the deadline stops it, says so
+    and how to allow longer; no partial file is left."""
+    server.files["/slow.bin"] = b"y" * 10_000
+    server.trickle["/slow.bin"] = sized
+    started = time.monotonic()
+    with pytest.raises(dl.DownloadError) as stopped:
+        dl.download(server.url + "/slow.bin", tmp_path / "slow.bin", None, deadline=0.3,
+                    progress=False)  # fmt: skip
+    assert time.monotonic() - started < 5
+    assert "passed its deadline of 0.3 s" in str(stopped.value)
+    assert dl.DEADLINE_ENV in str(stopped.value)
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("value", ["0", "soon"])
+def test_a_bad_deadline_setting_is_named(monkeypatch, value):
+    monkeypatch.setenv(dl.DEADLINE_ENV, value)
+    with pytest.raises(dl.ConfigError, match=f"^{dl.DEADLINE_ENV}={value!r}: expected a number"):
+        dl.download_deadline()
+
+
+def test_a_part_left_by_a_killed_download_is_started_over(server, tmp_path):
+    """SIGKILL leaves ``dest.part`` (no code runs): the next download takes it over, unlocked,
+    and ends with the right file and no part."""
+    body = b"z" * 50_000
+    server.files["/k.bin"] = body
+    server.trickle["/k.bin"] = True
+    script = (
+        "import sys; from ncf_lib import download as dl; "
+        "dl.download(sys.argv[1], sys.argv[2], None, progress=False)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, server.url + "/k.bin",
+                             str(tmp_path / "k.bin")])  # fmt: skip
+    part = tmp_path / "k.bin.part"
+    for _ in range(200):
+        if part.is_file():
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert part.is_file() and not (tmp_path / "k.bin").exists()
+    with open(part, "ab") as left:  # what it had received (its buffer was lost with it)
+        left.write(b"bytes of the killed download")
+    del server.trickle["/k.bin"]
+    md5 = hashlib.md5(body).hexdigest()
+    assert dl.download(server.url + "/k.bin", tmp_path / "k.bin", md5, progress=False)
+    assert (tmp_path / "k.bin").read_bytes() == body and _leftovers(tmp_path) == ["k.bin"]
+
+
+def test_a_download_in_progress_is_not_touched_by_a_second(server, tmp_path):
+    import fcntl
+
+    server.files["/c.bin"] = b"c" * 100
+    part = tmp_path / "c.bin.part"
+    with open(part, "ab") as held:  # as a running download holds it
+        held.write(b"partial")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(dl.DownloadError, match="c.bin.part is being written by another"):
+            dl.download(server.url + "/c.bin", tmp_path / "c.bin", None, progress=False)
+        assert part.read_bytes() == b"partial"
+    assert dl.download(server.url + "/c.bin", tmp_path / "c.bin", None, progress=False)
+    assert _leftovers(tmp_path) == ["c.bin"]

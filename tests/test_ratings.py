@@ -242,3 +242,46 @@ def test_the_command_line_prints_the_note_in_one_line(tmp_path, monkeypatch, cap
     assert main(["info", "--dataset", "./ml-100k", "--num-ng-test", "9"]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and "users: 20" in captured.out
+
+
+BAD_MOVIES = [
+    ("movies.csv", "", "the file is empty"),
+    ("movies.csv", "movieId,title\n1,A\n", "line 1: 2 columns"),
+    ("movies.csv", "movieId,title,genres,year\n1,A,Drama,1999\n", "line 1: 4 columns"),
+    ("movies.csv", "movieId,title,genres\n", "no movies in it"),
+    ("movies.csv", "movieId,title,genres\n1,A,Drama\n2,B,Drama,extra,more\n", "line 3"),
+    ("movies.dat", "1::A (1999)::Drama\n2 A (1999) Drama\n", "line 2: '2 A (1999) Drama'"),
+    ("movies.dat", "\n\n", "no movies in it"),
+    ("u.item", "", "the file is empty"),
+    ("u.item", "1\n2\n", "line 1: one column"),
+]
+
+
+@pytest.mark.parametrize("name, text, says", BAD_MOVIES)
+def test_a_malformed_movies_file_is_one_line_naming_it(tmp_path, capsys, name, text, says):
+    """Empty, the wrong number of columns, a short line: named with the file, the line where
+    it is known, and the layout expected; nothing is trained."""
+    ratings_file(tmp_path / "ratings.csv", dense_rows(30, items_per_user=10))
+    (tmp_path / name).write_text(text)
+    with pytest.raises(DataFormatError, match=f"^{tmp_path / name}"):
+        read_movies(tmp_path)
+    one_line_error(["info", "--dataset", str(tmp_path), "--num-ng-test", "9"], capsys,
+                   str(tmp_path / name), says, "expected")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("movies.csv", "movieId,title,genres\n1,A,Drama\n2,B,Drama\n1,C,Comedy\n2,D,x\n"),
+        ("movies.dat", "1::A::Drama\n2::B::Drama\n1::C::Comedy\n2::D::x\n"),
+    ],
+)
+def test_repeated_movie_ids_are_reported_with_the_rule_applied(tmp_path, capsys, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.warns(UserWarning, match="2 rows repeat a movie id given above them \\(the first"):
+        movies = read_movies(tmp_path)
+    assert movies["title"].tolist() == ["A", "B"]  # the first row of each id
+    ratings_file(tmp_path / "ratings.csv", dense_rows(30, items_per_user=10))
+    assert main(["info", "--dataset", str(tmp_path), "--num-ng-test", "9"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"note: {tmp_path / name}: 2 rows repeat") and err.count("\n") == 1

@@ -3,6 +3,8 @@ parsed again."""
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
@@ -47,3 +49,19 @@ def test_a_damaged_or_unwritable_cache_is_parsed_again(tmp_path, monkeypatch):
     monkeypatch.setattr(parse_cache, "atomic_write", refuse)
     pd.testing.assert_frame_equal(parse_cache.read_ratings_cached(path), expected)
     assert not (tmp_path / ".u.data.parsed.npz").exists()
+
+
+@pytest.mark.parametrize("edit", ["a rating", "an id"])
+def test_a_file_edited_in_place_with_its_size_and_time_kept_is_parsed_again(tmp_path, edit):
+    """Same length, same modification time (as ``touch -r`` or a fast editor leaves it):
+    the content decides."""
+    path = tmp_path / "u.data"
+    path.write_text("".join(f"{u}\t{u % 9 + 1}\t3\t{900 + u}\n" for u in range(1, 40)))
+    parse_cache.read_ratings_cached(path)
+    stat = path.stat()
+    text = path.read_text()
+    old, new = ("1\t2\t3\t901", "1\t2\t5\t901") if edit == "a rating" else ("1\t2\t3", "1\t3\t3")
+    path.write_text(text.replace(old, new, 1))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    pd.testing.assert_frame_equal(parse_cache.read_ratings_cached(path), read_ratings(path))

@@ -49,7 +49,7 @@ def test_refit_trains_on_validation_items_for_the_chosen_epochs(splits):
     assert row["selected_hr@10"] == result.best["test_hr"]
 
     def tested(split):  # a fresh GMF trained on ``split`` for the chosen number of epochs
-        config = spec.train_config(epochs=row["epoch"], select_on="last")
+        config = spec.train_config(epochs=row["epoch"], select_on="last", patience=None)
         model = train_model("gmf", split, config, spec.model_config()).model
         return evaluate(model.eval().score, full.test)
 
@@ -69,7 +69,10 @@ def test_refit_keeps_the_chosen_epoch_and_reports_the_peeking_numbers(splits):
     kept, peek = _refit("gmf", spec, full, 2)
     # the weights after 2 of the 4 epochs are those of a run that stops after 2
     stopped = train_model(
-        "gmf", full, spec.train_config(epochs=2, select_on="last"), spec.model_config()
+        "gmf",
+        full,
+        spec.train_config(epochs=2, select_on="last", patience=None),
+        spec.model_config(),
     ).model
     for (name, a), b in zip(kept.state_dict().items(), stopped.state_dict().values()):
         assert torch.equal(a, b), name

@@ -507,3 +507,10 @@ def test_the_progress_bar_counts_each_epochs_batches(small_data, capsys):
         assert f"epoch {epoch}/2:   0%|          | 0/{batches} " in shown
     train_model("gmf", small_data, replace(config, progress=False))
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("patience", [1, 3])
+def test_patience_without_a_selection_hr_is_refused(patience):
+    with pytest.raises(ConfigError, match="^patience \\(--patience\\) stops when .* drop one"):
+        TrainConfig(patience=patience, select_on="last")
+    assert TrainConfig(patience=patience, select_on="test").patience == patience

@@ -56,7 +56,7 @@ from ncf_lib.use.export import EXPORTED, export_embeddings, is_export
 from ncf_lib.use.foldin import FoldInConfig, fold_in
 from ncf_lib.use.recommend import recommend, recommendation_table
 from ncf_lib.use.similar import similar_items
-from ncf_lib.use.titles import match_title
+from ncf_lib.use.titles import match_title, spreadsheet_safe, visible
 
 DATASET_HELP = (
     "ml-1m (default), ml-100k, ml-20m, ml-25m, ml-latest-small (downloaded once into "
@@ -205,8 +205,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"{r.scorer:<12} {r.split:<11} {r.hr:8.3f} {r.ndcg:8.3f} "
               f"{r.full_hr:11.3f} {r.full_ndcg:12.3f}")  # fmt: skip
     if args.per_user:
+        ranks = per_user_ranks(ckpt.model.score, data)
+        for column in ("user_id", "item_id"):  # ids that are names: no formulas
+            if ranks[column].dtype == object:
+                ranks[column] = ranks[column].astype(str).map(spreadsheet_safe)
         with atomic_write(args.per_user) as tmp:
-            per_user_ranks(ckpt.model.score, data).to_csv(tmp, index=False)
+            ranks.to_csv(tmp, index=False)
         print(f"per-user ranks of the model: {args.per_user}")
 
 
@@ -214,6 +218,11 @@ def _per_user_file(path: Path) -> bool:
     """Does ``path`` look like ``evaluate --per-user``'s output (its header)?"""
     with open(path, "rb") as handle:
         return handle.readline().rstrip(b"\r\n") == b"user_id,split,item_id,rank,full_rank"
+
+
+def _shown(table) -> str:
+    """A table for the terminal, its text (titles, ids that are names) made :func:`visible`."""
+    return table.map(lambda v: visible(v) if isinstance(v, str) else v).to_string(index=False)
 
 
 def _item(data, text: str) -> int:
@@ -245,8 +254,8 @@ def cmd_recommend(args: argparse.Namespace) -> None:
         name = "the folded-in user"
         who = f"a new user who likes {'; '.join(map(str, liked))} (folded in, excluded)"
     items, probs = recommend(model, user, args.k, exclude=history, name=name)
-    print(f"Top {len(items)} for {who}:")
-    print(recommendation_table(items, probs, data.item_ids, data.titles).to_string(index=False))
+    print(f"Top {len(items)} for {visible(who)}:")
+    print(_shown(recommendation_table(items, probs, data.item_ids, data.titles)))
 
 
 def cmd_similar(args: argparse.Namespace) -> None:
@@ -256,11 +265,10 @@ def cmd_similar(args: argparse.Namespace) -> None:
     item = _item(data, args.item)
     items, cosines = similar_items(ckpt.model, item, args.k, ids=data.item_ids)
     name = data.titles[item] if data.titles is not None else data.item_ids[item]
-    print(
-        f"Closest to {name} (id {data.item_ids[item]}) in {type(ckpt.model).__name__}'s item space:"
-    )
+    model = type(ckpt.model).__name__
+    print(visible(f"Closest to {name} (id {data.item_ids[item]}) in {model}'s item space:"))
     table = recommendation_table(items, cosines, data.item_ids, data.titles)
-    print(table.rename(columns={"probability": "cosine"}).to_string(index=False))
+    print(_shown(table.rename(columns={"probability": "cosine"})))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -375,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _note(message, *_) -> None:
     """A warning as one line on stderr (``note: ...``), without the code that raised it."""
-    print(f"note: {message}", file=sys.stderr, flush=True)
+    print(f"note: {visible(message)}", file=sys.stderr, flush=True)
 
 
 def _terminate(signum, frame) -> None:
@@ -392,12 +400,18 @@ def main(argv: list[str] | None = None) -> int:
             with redirect_stdout(out), warnings.catch_warnings():
                 warnings.showwarning = _note
                 check_ranges(args)
-                return args.run(args) or 0
+                code = args.run(args) or 0
+                sys.stdout.flush()  # a closed pipe shows here, not at exit
+                return code
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {visible(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # an interrupted train says what it kept
         print(str(err) or "interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head -1`): stop quietly, as
+        # command-line tools do; what is left to flush goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -4,6 +4,7 @@ command line's reader of downloads; on MovieLens-20M's CSV 2.0 s instead of 4.5 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +16,25 @@ from ncf_lib.ratings import RATING_DTYPES
 
 #: Bumped when :func:`~ncf_lib.ratings.read_ratings` changes what it returns, so older
 #: caches are parsed again.
-PARSE_VERSION = 2
+PARSE_VERSION = 3
+
+
+def content_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (MovieLens-20M's 533 MB: about a second, see
+    ``docs/scaling.md``)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_ratings_cached(path: str | Path) -> pd.DataFrame:
     """:func:`ncf_lib.ratings.read_ratings`, parsed once: the columns are kept in
-    ``.NAME.parsed.npz`` beside the file and read from there while the file keeps its size
-    and modification time. A changed file, a cache of another parser version or a damaged
-    cache is parsed again; a folder that cannot be written to gets no cache."""
+    ``.NAME.parsed.npz`` beside the file and read from there while the file has the same
+    content (its SHA-256; a file edited in place with the same size and time is parsed
+    again). A cache of another parser version or a damaged cache is parsed again; a folder
+    that cannot be written to gets no cache."""
     path = Path(path)
     cache = path.with_name(f".{path.name}.parsed.npz")
-    stat = path.stat()
-    key = np.array([PARSE_VERSION, stat.st_size, stat.st_mtime_ns], dtype=np.int64)
+    key = np.array([f"{PARSE_VERSION}:{content_digest(path)}"])
     try:
         with np.load(cache, allow_pickle=False) as saved:
             if np.array_equal(saved["key"], key):

@@ -6,7 +6,10 @@
   ``item_ids (n_items,)``, ``item_vectors (n_items, d_item)`` and ``titles (n_items,)``
   (empty strings when the dataset has none); ids are integers or strings as in the
   ratings file;
-* ``users.csv``: ``user_id, e0, e1, ...``; ``items.csv``: ``item_id, title, e0, e1, ...``.
+* ``users.csv``: ``user_id, e0, e1, ...``; ``items.csv``: ``item_id, title, e0, e1, ...``;
+  a title or an id that is a name and starts like a formula (``=``, ``+``, ``-``, ``@``) gets
+  a leading ``'`` there, so a spreadsheet shows it rather than running it (OWASP's advice on
+  CSV injection; ``embeddings.npz`` keeps the text as it is).
 
 Vectors are those of :func:`ncf_lib.use.similar.side_vectors` (NeuMF: GMF and MLP halves side by
 side), ready for an approximate-nearest-neighbour index.
@@ -22,6 +25,7 @@ import pandas as pd
 from ncf_lib.files import atomic_write, check_writable
 from ncf_lib.models import Recommender
 from ncf_lib.use.similar import side_vectors
+from ncf_lib.use.titles import spreadsheet_safe
 
 #: The files :func:`export_embeddings` writes.
 EXPORTED = ("embeddings.npz", "users.csv", "items.csv")
@@ -39,6 +43,10 @@ def is_export(path: Path) -> bool:
     first = {"users.csv": b"user_id,e0", "items.csv": b"item_id,title,e0"}.get(path.name)
     with open(path, "rb") as handle:
         return first is not None and handle.readline().startswith(first)
+
+
+def _cells(texts) -> list[str]:
+    return [spreadsheet_safe(str(t)) for t in texts]
 
 
 def export_embeddings(
@@ -64,11 +72,12 @@ def export_embeddings(
                 titles=names,
             )
     columns = lambda width: [f"e{j}" for j in range(width)]  # noqa: E731
+    safe = lambda ids: ids if np.asarray(ids).dtype.kind in "iu" else _cells(ids)  # noqa: E731
     user_table = pd.DataFrame(users, columns=columns(users.shape[1]))
-    user_table.insert(0, "user_id", user_ids)
+    user_table.insert(0, "user_id", safe(user_ids))
     item_table = pd.DataFrame(items, columns=columns(items.shape[1]))
-    item_table.insert(0, "title", names)
-    item_table.insert(0, "item_id", item_ids)
+    item_table.insert(0, "title", _cells(names))
+    item_table.insert(0, "item_id", safe(item_ids))
     for name, table in (("users.csv", user_table), ("items.csv", item_table)):
         with atomic_write(folder / name) as tmp:
             table.to_csv(tmp, index=False, float_format="%.8g")

@@ -1,12 +1,36 @@
-"""Finding movies by title: case-insensitive, with the closest titles when there is no match."""
+"""Movie titles: finding a movie by its title (case-insensitive, with the closest titles when
+there is no match), and showing titles and other text from a file safely: on a terminal
+(:func:`visible`) and in a spreadsheet (:func:`spreadsheet_safe`)."""
 
 from __future__ import annotations
 
 import difflib
+import re
 
 import numpy as np
 
 from ncf_lib.errors import UnknownIdError
+
+#: Characters that act on a terminal or reorder text instead of showing: C0 and C1 controls
+#: (ESC starts colour, cursor and OSC sequences), DEL, and Unicode's bidirectional controls.
+_ACTING = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: object) -> str:
+    """``text`` with every character that would act on a terminal instead of being shown
+    written as its escape (``\\x1b``, ``\\u202e``; a newline too), so a title or a typed
+    value from a file cannot recolour, move or reorder what is printed."""
+    return _ACTING.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP's list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a spreadsheet shows it, not as a formula it runs: a cell starting with one
+    of :data:`FORMULA_STARTS` gets a leading ``'`` (OWASP's advice on CSV injection)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def match_title(query: str, titles: np.ndarray | None, item_ids: np.ndarray) -> int:
