@@ -63,9 +63,10 @@ test-all: test test-slow
 # Mutation testing of the core (configured in pyproject.toml, [tool.mutmut]): not part of
 # `make test` (about 50 minutes on 2 cores for its 1,626 mutants, run alone). Prints the
 # surviving mutants; `mutmut show NAME` shows one. Leave the tree unedited while it runs: the
-# tests that start `python -m ncf_lib` import the package from here, not the mutants. One thread per test process: mutmut forks each mutant's tests
-# from a process that has loaded PyTorch, and its timeouts count CPU seconds of every thread;
-# with PyTorch's thread pool, mutants time out that a test would kill.
+# tests that start `python -m ncf_lib` import the package from here, not the mutants. One
+# thread per test process: mutmut forks each mutant's tests from a process that has loaded
+# PyTorch, and its timeouts count CPU seconds of every thread; with PyTorch's thread pool,
+# mutants time out that a test would kill.
 mutation: $(STAMP)
 	rm -rf mutants
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2
