@@ -258,3 +258,25 @@ def test_k_must_be_below_the_number_of_candidates(small_data):
         evaluate(scorer, small_data.test, n)
     with pytest.raises(ValueError, match=f"below the {small_data.n_items} items, got"):
         full_ranking_metrics(scorer, small_data, small_data.test, small_data.n_items)
+
+
+@pytest.mark.numbers
+@pytest.mark.parametrize("bad", [torch.inf, -torch.inf])
+def test_a_user_with_infinite_scores_is_named_in_the_whole_message(small_data, bad):
+    """One user's scores out of range: the message counts that user among all of them and
+    says why the metrics are refused."""
+    first = int(small_data.test.users[0])
+
+    def scorer(users, items):
+        scores = torch.rand(items.shape)
+        scores[users == first] = bad
+        return scores
+
+    n = small_data.test.users.size
+    message = (
+        f"the model scores NaN or infinity for 1 of {n} users (its weights are not finite: "
+        "a diverged or damaged model); metrics of such scores would mean nothing"
+    )
+    with pytest.raises(NonFiniteScoresError) as refused:
+        evaluate(scorer, small_data.test, k=10)
+    assert str(refused.value) == message
