@@ -198,6 +198,10 @@ def _known_mask(data: NCFData, users: np.ndarray, exclude: EvalSet | None) -> np
     return mask
 
 
+#: The columns of :func:`per_user_ranks`, in order.
+PER_USER_COLUMNS = ("user_id", "split", "item_id", "rank", "full_rank")
+
+
 def per_user_ranks(scorer: Scorer, data: NCFData) -> pd.DataFrame:
     """One row per held-out item: ``user_id, split, item_id, rank, full_rank`` (original
     ids; 0-based ranks among the sampled candidates and among every item the user did not
@@ -217,7 +221,7 @@ def per_user_ranks(scorer: Scorer, data: NCFData) -> pd.DataFrame:
                     }
                 )
             )
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)[list(PER_USER_COLUMNS)]
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from ncf_lib.cli.flags import (
 from ncf_lib.dataset import build_dataset
 from ncf_lib.errors import CheckpointError, Interrupted, UserError
 from ncf_lib.files import atomic_write, check_writable
-from ncf_lib.metrics import PopularityScorer, evaluate, per_user_ranks
+from ncf_lib.metrics import PER_USER_COLUMNS, PopularityScorer, evaluate, per_user_ranks
 from ncf_lib.models import MODELS, ModelConfig
 from ncf_lib.pretraining import FINETUNE
 from ncf_lib.ratings import load_ratings
@@ -217,7 +217,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def _per_user_file(path: Path) -> bool:
     """Does ``path`` look like ``evaluate --per-user``'s output (its header)?"""
     with open(path, "rb") as handle:
-        return handle.readline().rstrip(b"\r\n") == b"user_id,split,item_id,rank,full_rank"
+        return handle.readline().rstrip(b"\r\n") == ",".join(PER_USER_COLUMNS).encode()
 
 
 def _shown(table) -> str:
