@@ -10,6 +10,7 @@ import torch
 from ncf_lib.metrics import evaluate
 from ncf_lib.study import baselines
 from ncf_lib.study.grid import (
+    BPR_MODELS,
     RunSpec,
     _refit,
     estimate_seconds,
@@ -29,8 +30,10 @@ def test_paper_tower_follows_the_factors():
 def test_paper_grid_has_every_study():
     specs = paper_grid(seeds=(0, 1, 2))
     studies = pd.Series([s.study for s in specs]).value_counts().to_dict()
-    assert studies == {"main": 30, "factors": 24, "negatives": 6, "depth": 5}
+    assert studies == {"main": 39, "factors": 24, "negatives": 6, "depth": 5}
     assert all(s.refit == (s.study == "main") for s in specs)
+    bpr = [s for s in specs if s.model in BPR_MODELS]  # main table only, one negative each
+    assert len(bpr) == 9 and all(s.study == "main" and s.num_ng == 1 for s in bpr)
     assert len({s.key for s in specs}) == len(specs)
 
 
@@ -44,7 +47,7 @@ def test_splits_share_test_items_and_candidates(splits):
 def test_refit_trains_on_validation_items_for_the_chosen_epochs(splits):
     data, full = splits
     spec = RunSpec("gmf", factors=8, epochs=3, refit=True)
-    row, result = run_one(spec, data, full)
+    row, result, _ = run_one(spec, data, full)
     assert row["epoch"] == result.best_epoch >= 1
     assert row["selected_hr@10"] == result.best["test_hr"]
 
@@ -57,7 +60,7 @@ def test_refit_trains_on_validation_items_for_the_chosen_epochs(splits):
     assert (row["hr@10"], row["ndcg@10"]) == (on_full["hr"], on_full["ndcg"])
     without = tested(data)
     assert (row["hr@10"], row["ndcg@10"]) != (without["hr"], without["ndcg"])
-    no_refit, _ = run_one(RunSpec("gmf", factors=8, epochs=3), data)
+    no_refit, _, _ = run_one(RunSpec("gmf", factors=8, epochs=3), data)
     assert no_refit["hr@10"] == no_refit["selected_hr@10"]
     with pytest.raises(ValueError, match="refit needs"):
         run_one(RunSpec("gmf", refit=True), data)
@@ -88,7 +91,7 @@ def test_refit_keeps_the_chosen_epoch_and_reports_the_peeking_numbers(splits):
 
 
 def test_itempop_row_matches_the_popularity_scorer(small_data, tmp_path):
-    row, result = run_one(RunSpec("itempop"), small_data)
+    row, result, _ = run_one(RunSpec("itempop"), small_data)
     assert result is None and row["epoch"] == 0
     popularity = np.bincount(small_data.train_items, minlength=small_data.n_items)
     scores = popularity[small_data.test.candidates]  # computed here, not by the scorer
@@ -115,7 +118,7 @@ def test_itemknn_row_tunes_k_on_validation(small_data, monkeypatch):
     from ncf_lib.study.baselines import ItemKNNScorer
 
     monkeypatch.setattr(baselines, "KNN_K_GRID", (5, 50))
-    row, result = run_one(RunSpec("itemknn"), small_data)
+    row, result, _ = run_one(RunSpec("itemknn"), small_data)
     assert result is None and row["params"] in ("k=5", "k=50")
     k = int(row["params"][2:])
     val = {
@@ -129,7 +132,7 @@ def test_itemknn_row_tunes_k_on_validation(small_data, monkeypatch):
 
 
 def test_rows_hold_corrected_estimates_nearer_the_full_ranking(small_data):
-    row, _ = run_one(RunSpec("itempop"), small_data)
+    row, _, _ = run_one(RunSpec("itempop"), small_data)
     assert abs(row["corrected_hr@10"] - row["full_hr@10"]) < abs(row["hr@10"] - row["full_hr@10"])
     assert abs(row["corrected_ndcg@10"] - row["full_ndcg@10"]) < abs(
         row["ndcg@10"] - row["full_ndcg@10"]

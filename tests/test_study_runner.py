@@ -17,14 +17,15 @@ from conftest import SAMPLE, one_line_error
 
 from ncf_lib.pretraining import ALPHA_GRID
 from ncf_lib.ratings import load_ratings
-from ncf_lib.study import baselines
+from ncf_lib.study import baselines, grid
 from ncf_lib.study.grid import (
+    BPR_MODELS,
     CLOSED_FORM,
     MODEL_NAMES,
     RunSpec,
     build_splits,
 )
-from ncf_lib.study.runner import finished_rows, run_grid
+from ncf_lib.study.runner import RANK_COLUMNS, finished_rows, run_grid
 
 COLUMNS = {
     "key",
@@ -61,29 +62,28 @@ def tiny_grid(monkeypatch):
     monkeypatch.setattr(baselines, "MF_L2_GRID", (0.0, 1e-3))
     ials_grid = {"factors": (4,), "l2": (1.0,), "alpha": (2.0, 5.0)}
     monkeypatch.setattr(baselines, "IALS_GRID", ials_grid)
+    monkeypatch.setattr(grid, "BPR_LR_GRID", (0.001, 0.01))
     return [RunSpec(m, factors=8, seed=0, epochs=2, refit=True) for m in MODEL_NAMES]
 
 
 def test_run_grid_writes_rows_and_resumes(splits, tmp_path, tiny_grid):
     small_data, full = splits
-    csv, hist = tmp_path / "results.csv", tmp_path / "history.csv"
+    csv, hist, ranks = (tmp_path / name for name in ("results.csv", "history.csv", "r.csv.gz"))
+    files = {"full": full, "history_path": hist, "ranks_path": ranks}
     seen = []
     first_models = ("itempop", "itemknn", "mf")
     first = run_grid(
         [spec for spec in tiny_grid if spec.model in first_models],
         small_data,
         csv,
-        full=full,
-        history_path=hist,
+        **files,
         on_row=seen.append,
     )
     assert len(first) == 3 and len(seen) == 3
     assert set(pd.read_csv(csv).columns) == COLUMNS
     assert pd.read_csv(hist)["key"].nunique() == 1  # only MF trains epochs
     seen.clear()
-    everything = run_grid(
-        tiny_grid, small_data, csv, full=full, history_path=hist, on_row=seen.append
-    )
+    everything = run_grid(tiny_grid, small_data, csv, **files, on_row=seen.append)
     assert [row["model"] for row in seen] == [m for m in MODEL_NAMES if m not in first_models]
     assert len(everything) == len(pd.read_csv(csv)) == len(MODEL_NAMES)
     pre = everything.set_index("model").loc["neumf-pre"]
@@ -94,7 +94,19 @@ def test_run_grid_writes_rows_and_resumes(splits, tmp_path, tiny_grid):
     trained = everything[everything["model"].isin(["mf", "gmf", "mlp", "neumf", "neumf-pre"])]
     assert (trained["peek_hr@10"] >= trained["hr@10"] - 1e-12).all()  # peeking never loses
     assert everything.set_index("model").loc[list(CLOSED_FORM), "peek_hr@10"].isna().all()
+    bpr = everything.set_index("model").loc[list(BPR_MODELS), "params"]
+    assert bpr.str.fullmatch(r"lr=0\.0?01( l2=0(\.001)?)?").all() and "l2" in bpr["mf-bpr"]
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".part"] == []
+    users = pd.read_csv(ranks)  # every run's every test user, ranks as its row counts them
+    assert (
+        tuple(users.columns) == RANK_COLUMNS
+        and len(users) == len(MODEL_NAMES) * full.test.users.size
+    )
+    for key, row in everything.set_index("key").iterrows():
+        mine = users[users["key"] == key]
+        assert sorted(mine["user_id"]) == sorted(full.user_ids[full.test.users])
+        assert np.isclose((mine["rank"] < 10).mean(), row["hr@10"])
+        assert np.isclose((mine["full_rank"] < 10).mean(), row["full_hr@10"])
 
 
 def test_parallel_grid_matches_the_sequential_one(splits, tmp_path):

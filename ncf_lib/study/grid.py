@@ -12,7 +12,8 @@ factorisation with biases and L2, Rendle et al. 2020, its L2 weight tuned on the
 validation items), ``gmf``, ``mlp``,
 ``neumf`` and ``neumf-pre`` (NeuMF initialised from the GMF and MLP of the same factors and
 seed, their weight ``alpha`` chosen on the validation items, then fine-tuned as in the
-paper).
+paper), and ``mf-bpr``, ``gmf-bpr``, ``neumf-bpr``: the same models trained with the
+pairwise BPR loss (:data:`BPR_MODELS`).
 
 Protocol: every hyper-parameter and the number of epochs are chosen on the validation items
 (each user's second-latest interaction); selection runs stop early after :data:`PATIENCE`
@@ -36,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ncf_lib.dataset import NCFData, build_dataset
@@ -43,7 +45,7 @@ from ncf_lib.errors import ConfigError
 from ncf_lib.metrics import (
     PopularityScorer,
     Scorer,
-    full_ranking_metrics,
+    full_ranks,
     hit_rate,
     ndcg,
     rank_of_first,
@@ -67,6 +69,7 @@ from ncf_lib.study.baselines import (
     tune_puresvd,
 )
 from ncf_lib.study.corrected import corrected_metrics, pool_sizes
+from ncf_lib.study.pairwise import PairSampler, bpr_train_epoch
 from ncf_lib.train import (
     FitResult,
     TrainConfig,
@@ -88,7 +91,16 @@ MODEL_NAMES = (
     "mlp",
     "neumf",
     "neumf-pre",
+    "mf-bpr",
+    "gmf-bpr",
+    "neumf-bpr",
 )
+#: Models trained with the pairwise BPR loss (:mod:`ncf_lib.study.pairwise`) instead of
+#: cross-entropy: one negative per positive per epoch, their learning rate (and MF's L2
+#: weight) tuned on validation.
+BPR_MODELS = ("mf-bpr", "gmf-bpr", "neumf-bpr")
+#: Adam learning rates tried for each BPR model (cross-entropy keeps the paper's 0.001).
+BPR_LR_GRID = (0.001, 0.003, 0.01)
 #: Models tuned on validation without trained epochs or a factor count of the grid's own.
 CLOSED_FORM = ("itempop", "itemknn", "puresvd", "ease", "ials")
 #: Selection runs stop after this many epochs without a better validation HR@10.
@@ -160,7 +172,7 @@ def paper_grid(
     """The runs behind the results table and the paper's studies.
 
     * main: every model at 32 factors, each seed, ``epochs`` epochs, re-trained on
-      training + validation data (``refit``);
+      training + validation data (``refit``); the BPR models with one negative;
     * factors: ItemPop, MF and the NCF models at each factor count, first seed,
       ``study_epochs``, no refit (its own 32-factor runs, so the whole curve follows one
       protocol; the other baselines tune their own size);
@@ -171,12 +183,16 @@ def paper_grid(
     paper's Figure 7; the depth-4 tower is then [256, 128, 64, 32, 16]).
     """
     seeds = list(seeds)
-    specs = [RunSpec(m, 32, s, epochs, refit=True) for s in seeds for m in MODEL_NAMES]
+    specs = [
+        RunSpec(m, 32, s, epochs, num_ng=1 if m in BPR_MODELS else 4, refit=True)
+        for s in seeds
+        for m in MODEL_NAMES
+    ]
     specs += [
         RunSpec(m, f, seeds[0], study_epochs, study="factors")
         for f in factors
         for m in MODEL_NAMES
-        if m == "itempop" or m not in CLOSED_FORM
+        if m == "itempop" or m not in CLOSED_FORM + BPR_MODELS
     ]
     specs += [
         RunSpec("neumf", study_factors, seeds[0], study_epochs, num_ng=n, study="negatives")
@@ -202,6 +218,8 @@ def estimate_seconds(
             if spec.model == "neumf-pre"
             else len(baselines.MF_L2_GRID)
             if spec.model == "mf"
+            else len(_bpr_grid(spec.model))  # n_train triples of two scores: 1 + num_ng rows
+            if spec.model in BPR_MODELS
             else 1
         )
         stages += (3 if spec.model == "neumf-pre" else 1) * spec.refit  # the whole budget
@@ -210,8 +228,9 @@ def estimate_seconds(
     return total
 
 
-def _metrics_row(scorer: Scorer, data: NCFData) -> dict[str, float]:
-    """Test metrics; full ranking excludes the user's training and validation items."""
+def _metrics_row(scorer: Scorer, data: NCFData) -> tuple[dict[str, float], pd.DataFrame]:
+    """Test metrics, and each test user's ranks (``user_id``, ``rank``, ``full_rank``); full
+    ranking excludes the user's training and validation items."""
     ranks = rank_of_first(score_candidates(scorer, data.test))
     row = {f"hr@{k}": hit_rate(ranks, k) for k in range(1, K + 1)}
     row["ndcg@10"] = ndcg(ranks, K)
@@ -220,11 +239,22 @@ def _metrics_row(scorer: Scorer, data: NCFData) -> dict[str, float]:
     pools = pool_sizes(data, data.test, exclude=data.validation)
     corrected = corrected_metrics(ranks.numpy(), pools, data.test.candidates.shape[1] - 1, K)
     row.update({"corrected_hr@10": corrected["hr"], "corrected_ndcg@10": corrected["ndcg"]})
-    full = full_ranking_metrics(scorer, data, data.test, K, exclude=data.validation)
+    full = full_ranks(scorer, data, data.test, exclude=data.validation)
     row.update(
-        {"full_hr@10": full["hr"], "full_ndcg@10": full["ndcg"], "full_recall@10": full["recall"]}
+        {
+            "full_hr@10": hit_rate(full, K),
+            "full_ndcg@10": ndcg(full, K),
+            "full_recall@10": hit_rate(full, K),  # one held-out item: recall is HR
+        }
     )
-    return row
+    per_user = pd.DataFrame(
+        {
+            "user_id": data.user_ids[data.test.users],
+            "rank": ranks.numpy().astype(np.int64),
+            "full_rank": full.numpy().astype(np.int64),
+        }
+    )
+    return row, per_user
 
 
 @dataclass
@@ -241,9 +271,10 @@ class Trained:
 
 def run_one(
     spec: RunSpec, data: NCFData, full: NCFData | None = None, *, parts: dict | None = None
-) -> tuple[dict, FitResult | None]:
-    """Train and evaluate one spec. Returns its CSV row and the selection run's fit
-    (``None`` for the models without trained epochs).
+) -> tuple[dict, FitResult | None, pd.DataFrame]:
+    """Train and evaluate one spec. Returns its CSV row, the selection run's fit (``None``
+    for the models without trained epochs) and each test user's ranks (``user_id``,
+    ``rank`` among the sampled candidates, ``full_rank`` among all items; 0-based).
 
     Args:
         spec: the run.
@@ -263,6 +294,7 @@ def run_one(
     result, scorer = trained.result, trained.scorer
     if result is not None:
         scorer = (trained.refit if trained.refit is not None else result.model).eval().score
+    metrics, ranks = _metrics_row(scorer, tested)
     row = {
         "key": spec.key,
         **asdict(spec),
@@ -270,11 +302,11 @@ def run_one(
         "epoch": 0 if result is None else result.best_epoch,
         "val_hr@10": np.nan if result is None else result.best["val_hr"],
         "selected_hr@10": np.nan if result is None else result.best["test_hr"],
-        **_metrics_row(scorer, tested),
+        **metrics,
         **{f"peek_{k}": trained.peek.get(k, np.nan) for k in ("epoch", "hr@10", "ndcg@10")},
         "seconds": time.perf_counter() - clock,
     }
-    return row, result
+    return row, result, ranks
 
 
 # Each builder: (spec, data with validation, the data to refit on or None, the parts' cache);
@@ -332,6 +364,37 @@ def _neumf_pre(spec: RunSpec, data: NCFData, full: NCFData | None, parts: dict) 
     return trained
 
 
+def _bpr_grid(name: str) -> list[dict]:
+    """The settings a BPR model is tuned over: learning rates (and MF's L2 weights)."""
+    l2s = baselines.MF_L2_GRID if name == "mf-bpr" else (0.0,)
+    return [{"lr": lr, "l2": l2} for lr in BPR_LR_GRID for l2 in l2s]
+
+
+def _bpr(spec: RunSpec, data: NCFData, full: NCFData | None, parts: dict) -> Trained:
+    """A model trained with the BPR loss, once per setting of :func:`_bpr_grid`; the one
+    with the best validation HR@10 (the first wins ties)."""
+    name, options = spec.model.removesuffix("-bpr"), pairwise_options()
+    settings = _bpr_grid(spec.model)
+    fits = [
+        train_model(name, data, spec.train_config(**s), spec.model_config(), **options)
+        for s in settings
+    ]
+    best = max(range(len(fits)), key=lambda i: fits[i].best["val_hr"])
+    chosen, result = settings[best], fits[best]
+    params = f"lr={chosen['lr']:g}" + (f" l2={chosen['l2']:g}" if name == "mf" else "")
+    trained = Trained(params=params, result=result)
+    if full is not None:
+        trained.refit, trained.peek = _refit(
+            name, spec, full, result.best_epoch, options=options, **chosen
+        )
+    return trained
+
+
+def pairwise_options() -> dict:
+    """``fit``'s keyword arguments that train with the BPR loss."""
+    return {"make_sampler": PairSampler, "train_epoch": bpr_train_epoch}
+
+
 def _trained(spec: RunSpec, data: NCFData, full: NCFData | None, parts: dict) -> Trained:
     """A model of :mod:`ncf_lib.models` trained as it is (NeuMF without pre-training)."""
     result = train_model(spec.model, data, spec.train_config(), spec.model_config())
@@ -352,21 +415,22 @@ BUILDERS = {
     "gmf": _gmf_or_mlp,
     "mlp": _gmf_or_mlp,
     "neumf-pre": _neumf_pre,
+    **{name: _bpr for name in BPR_MODELS},
 }
 
 
 def _refit(
-    name: str, spec: RunSpec, full: NCFData, epochs: int, **changes
+    name: str, spec: RunSpec, full: NCFData, epochs: int, options: dict | None = None, **changes
 ) -> tuple[torch.nn.Module, dict]:
     """A fresh model trained on training + validation data for ``epochs`` epochs, and the
-    peeking numbers of the same run (see :func:`_fit_and_peek`)."""
+    peeking numbers of the same run (see :func:`_fit_and_peek`); ``options`` go to ``fit``."""
     seed_everything(spec.seed)
     model = build_model(name, full.n_users, full.n_items, spec.model_config())
-    return _fit_and_peek(model, full, spec.train_config(**changes), epochs)
+    return _fit_and_peek(model, full, spec.train_config(**changes), epochs, options)
 
 
 def _fit_and_peek(
-    model, full: NCFData, config: TrainConfig, epochs: int
+    model, full: NCFData, config: TrainConfig, epochs: int, options: dict | None = None
 ) -> tuple[torch.nn.Module, dict]:
     """Train ``model`` on training + validation data for all ``config.epochs`` epochs,
     testing after each, and return it as it was after ``epochs`` epochs (the number chosen
@@ -379,7 +443,10 @@ def _fit_and_peek(
         if row["epoch"] == epochs:
             kept.update({k: v.detach().clone() for k, v in model.state_dict().items()})
 
-    result = fit(model, full, replace(config, select_on="test", patience=None), on_epoch=keep)
+    result = fit(
+        model, full, replace(config, select_on="test", patience=None), on_epoch=keep,
+        **(options or {}),
+    )  # fmt: skip
     if not kept:
         raise ConfigError(f"cannot keep epoch {epochs} of a {config.epochs}-epoch run")
     model.load_state_dict(kept)

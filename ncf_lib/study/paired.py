@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import optimize, stats
 
 from ncf_lib.errors import ConfigError
@@ -60,14 +61,15 @@ def paired_bootstrap(
     return Difference(float(diff.mean()), float(low), float(high))
 
 
-def mcnemar_p(hits_a, hits_b) -> float:
-    """Two-sided exact McNemar test on paired hits: of the users hit by exactly one model, is
-    each model equally likely to be that one? (a binomial test on the discordant users)"""
-    a, b = _pair(hits_a, hits_b)
-    only_a, only_b = int(((a > 0) & (b == 0)).sum()), int(((a == 0) & (b > 0)).sum())
-    if only_a + only_b == 0:
+def sign_test_p(a, b) -> float:
+    """Two-sided sign test on paired outcomes: of the users where the two models differ, is
+    each model equally likely to be the better one? (a binomial test on those users; on 0/1
+    hits of one run each, McNemar's exact test)"""
+    a, b = _pair(a, b)
+    wins, losses = int((a > b).sum()), int((a < b).sum())
+    if wins + losses == 0:
         return 1.0
-    return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    return float(stats.binomtest(wins, wins + losses, 0.5).pvalue)
 
 
 def wilcoxon_p(a, b) -> float:
@@ -107,3 +109,81 @@ def detectable_difference(
     if needed(discordance) > users:  # not even the largest possible difference
         return float("nan")
     return float(optimize.brentq(lambda d: needed(d) - users, 1e-9, discordance))
+
+
+def seed_outcomes(
+    results: pd.DataFrame, ranks: pd.DataFrame, metric: str, study: str = "main", k: int = 10
+) -> pd.DataFrame:
+    """Each test user's ``metric`` in each run of ``study``: ``(users, runs)``, indexed by
+    ``user_id``, columns ``(model, seed)``.
+
+    Args:
+        results: the grid's rows (``key``, ``model``, ``seed``, ``study``).
+        ranks: the users' ranks of those runs (``key``, ``user_id``, ``rank``,
+            ``full_rank``; :data:`ncf_lib.study.runner.RANK_COLUMNS`).
+        metric: ``hr@k`` or ``ndcg@k`` (sampled candidates), ``full_hr@k`` or
+            ``full_ndcg@k`` (all items); the ``@k`` must be ``k``.
+    """
+    kind = metric.removeprefix("full_")
+    if kind not in (f"hr@{k}", f"ndcg@{k}"):
+        raise ConfigError(f"metric must be hr@{k}, ndcg@{k} or full_ of either, got {metric!r}")
+    runs = results.loc[results["study"] == study, ["key", "model", "seed"]]
+    rows = ranks.merge(runs, on="key")
+    rank = rows["full_rank" if metric.startswith("full_") else "rank"].to_numpy()
+    hit = rank < k
+    rows = rows.assign(value=hit / np.log2(rank + 2.0) if kind.startswith("ndcg") else hit * 1.0)
+    table = rows.pivot_table(index="user_id", columns=["model", "seed"], values="value")
+    missing = sorted(set(runs["key"]) - set(rows["key"]))
+    if missing:
+        raise ConfigError(
+            f"no users' ranks for {len(missing)} run(s) of {study!r}: {missing[0]}, ..."
+        )
+    if table.isna().any().any():
+        raise ConfigError(f"the runs of {study!r} were not tested on the same users")
+    return table
+
+
+def user_means(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """:func:`seed_outcomes` averaged over seeds: ``(users, models)``."""
+    return outcomes.T.groupby(level="model", sort=False).mean().T
+
+
+def compare_to_best(
+    outcomes: pd.DataFrame, *, resamples: int = 10_000, level: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
+    """Every model against the best one (the highest mean) on the same users.
+
+    Args:
+        outcomes: :func:`seed_outcomes` of one metric.
+
+    Returns:
+        One row per model, best first: ``model``, ``mean``, ``difference`` (model - best, the
+        users' seed-averaged outcomes), its bootstrap interval ``low``, ``high``
+        (:func:`paired_bootstrap`), ``p`` (:func:`sign_test_p` on hits,
+        :func:`wilcoxon_p` on NDCG) and ``holm_p`` (:func:`holm` over the comparisons); the
+        best's row has zeros and no p-values.
+    """
+    means = user_means(outcomes)
+    values = means.to_numpy()
+    hits = np.isin(outcomes.to_numpy(), (0.0, 1.0)).all()
+    test = sign_test_p if hits else wilcoxon_p
+    order = np.argsort(-values.mean(axis=0), kind="stable")
+    best = values[:, order[0]]
+    rows = []
+    for j in order:
+        d = paired_bootstrap(values[:, j], best, resamples=resamples, level=level, seed=seed)
+        p = np.nan if j == order[0] else test(values[:, j], best)
+        rows.append((means.columns[j], values[:, j].mean(), d.mean, d.low, d.high, p))
+    table = pd.DataFrame(rows, columns=["model", "mean", "difference", "low", "high", "p"])
+    table["holm_p"] = np.nan
+    table.loc[1:, "holm_p"] = holm(table["p"].to_numpy()[1:])
+    return table
+
+
+def discordance(outcomes: pd.DataFrame, a: str, b: str) -> float:
+    """The share of users hit by exactly one of models ``a`` and ``b``, in runs of the same
+    seed, averaged over their common seeds (``outcomes``: :func:`seed_outcomes` of hits)."""
+    seeds = sorted(set(outcomes[a].columns) & set(outcomes[b].columns))
+    if not seeds:
+        raise ConfigError(f"{a} and {b} have no seed in common")
+    return float(np.mean([(outcomes[a][s] != outcomes[b][s]).mean() for s in seeds]))

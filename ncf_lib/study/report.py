@@ -1,5 +1,5 @@
 """Reports: a dataset's summary, and the grid's means and standard deviations over seeds,
-tables and plots."""
+the paired differences between its models, tables and plots."""
 
 from __future__ import annotations
 
@@ -13,8 +13,45 @@ from ncf_lib.dataset import NCFData
 from ncf_lib.files import atomic_write
 from ncf_lib.plots import plot_history
 from ncf_lib.study.grid import MODEL_NAMES
+from ncf_lib.study.paired import (
+    compare_to_best,
+    detectable_difference,
+    discordance,
+    seed_outcomes,
+    user_means,
+)
 from ncf_lib.study.plots import plot_hr_at_k, plot_orderings, plot_study
 from ncf_lib.study.published import published_ml1m
+
+#: How the results tables name each model.
+DISPLAY = {
+    "itempop": "ItemPop",
+    "itemknn": "ItemKNN (cosine, k tuned)",
+    "puresvd": "PureSVD (rank tuned)",
+    "ease": "EASE (L2 tuned)",
+    "ials": "iALS (`implicit`, tuned)",
+    "mf": "MF (biases, L2 tuned)",
+    "gmf": "GMF",
+    "mlp": "MLP",
+    "neumf": "NeuMF",
+    "neumf-pre": "NeuMF with pre-training",
+    "mf-bpr": "MF, BPR loss",
+    "gmf-bpr": "GMF, BPR loss",
+    "neumf-bpr": "NeuMF, BPR loss",
+}
+#: Test users of the MovieLens sets a detectable difference is stated for (one per user).
+TEST_USERS = {"MovieLens-100K": 943, "MovieLens-1M": 6_040, "MovieLens-20M": 138_493}
+#: The results table's metrics and their headers.
+TABLE_METRICS = {
+    "hr@10": "HR@10",
+    "ndcg@10": "NDCG@10",
+    "full_hr@10": "full-ranking HR@10",
+    "full_ndcg@10": "full-ranking NDCG@10",
+}
+#: The metrics whose difference from the best model the results table shows.
+DIFFERENCES = ("hr@10", "full_hr@10")
+#: Level of the paired tests, after Holm's correction.
+LEVEL = 0.05
 
 
 def dataset_label(dataset: str | Path) -> str:
@@ -112,11 +149,107 @@ def markdown_summary(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def paired_differences(
+    results: pd.DataFrame, ranks: pd.DataFrame, metrics=tuple(TABLE_METRICS)
+) -> dict[str, pd.DataFrame]:
+    """``{metric: compare_to_best(...)}`` over the main table's test users (seed-averaged;
+    :func:`ncf_lib.study.paired.compare_to_best`)."""
+    return {m: compare_to_best(seed_outcomes(results, ranks, m)) for m in metrics}
+
+
+def detectable(
+    results: pd.DataFrame, ranks: pd.DataFrame, metric: str = "hr@10"
+) -> tuple[float, dict[str, float]]:
+    """The discordance observed in the main table (the share of users hit by exactly one of
+    the best model and another, same seed; median over the other models) and the difference
+    in ``metric`` a paired test detects with 80% power at 5% for each of
+    :data:`TEST_USERS`, were their discordance the same."""
+    outcomes = seed_outcomes(results, ranks, metric)
+    means = user_means(outcomes).mean()
+    best = means.idxmax()
+    rate = float(np.median([discordance(outcomes, best, m) for m in means.index if m != best]))
+    return rate, {name: detectable_difference(n, rate) for name, n in TEST_USERS.items()}
+
+
+def _difference_cell(row) -> str:
+    if pd.isna(row.p):
+        return "best"
+    mark = "*" if row.holm_p < LEVEL else ""
+    return f"{row.difference:+.3f} [{row.low:+.3f}, {row.high:+.3f}]{mark}"
+
+
+def results_table(results: pd.DataFrame, ranks: pd.DataFrame) -> str:
+    """The main results as a markdown table with a note: each model's mean ± std over seeds
+    of :data:`TABLE_METRICS` (the best in bold), its difference from the best model in each
+    of :data:`DIFFERENCES` with a 95% paired interval, marked ``*`` when a paired test finds
+    it after Holm's correction, and the differences this test set can detect."""
+    main = results[results["study"] == "main"]
+    table = summary(main, metrics=tuple(TABLE_METRICS)).set_index("model")
+    paired = paired_differences(main, ranks, DIFFERENCES)
+    headers = [
+        *TABLE_METRICS.values(),
+        *(f"{TABLE_METRICS[m]} − best [95% interval]" for m in paired),
+    ]
+    lines = ["| model | " + " | ".join(headers) + " |", "|---" * (len(headers) + 1) + "|"]
+    best = {m: table[f"{m} mean"].round(3).max() for m in TABLE_METRICS}
+    for model in table.index:
+        cells = []
+        for m in TABLE_METRICS:
+            mean, std = table.loc[model, f"{m} mean"], table.loc[model, f"{m} std"]
+            cell = f"{mean:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}")
+            cells.append(f"**{cell}**" if round(mean, 3) == best[m] else cell)
+        for frame in paired.values():
+            cells.append(_difference_cell(next(frame[frame["model"] == model].itertuples())))
+        lines.append(f"| {DISPLAY.get(model, model)} | " + " | ".join(cells) + " |")
+    users, seeds = ranks["user_id"].nunique(), main["seed"].nunique()
+    rate, smallest = detectable(main, ranks)
+    sizes = ", ".join(f"{d:.3f} on {name}'s {TEST_USERS[name]:,}" for name, d in smallest.items())
+    comparisons = len(table) - 1
+    lines += [
+        "",
+        f"Mean ± std over {seeds} seeds. Differences: the model minus the best one of that "
+        f"column, over the same {users:,} test users, each user's hit averaged over the "
+        f"seeds; 95% interval from a paired bootstrap over users (10,000 resamples); `*`: "
+        f"a sign test on the users' hits finds the difference at the {LEVEL:.0%} level after "
+        f"Holm's correction for the {comparisons} comparisons. Here {rate:.1%} of the users "
+        f"are hit by exactly one of the best model and another (median over the models); "
+        f"at that rate a paired test at 5% detects with 80% power a difference in HR@10 of "
+        f"{sizes} test users.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+#: Where a page holds a generated table: between these lines (``{name}``: the table's file).
+BEGIN, END = "<!-- generated from {name}: make results-pages -->", "<!-- end of {name} -->"
+
+
+def update_page(page: str | Path, name: str, text: str) -> bool:
+    """Replace what ``page`` holds between the :data:`BEGIN` and :data:`END` lines of
+    ``name`` by ``text``; returns whether the page changed. Raises :class:`ValueError` when
+    the page lacks the lines."""
+    page = Path(page)
+    old = page.read_text()
+    begin, end = BEGIN.format(name=name), END.format(name=name)
+    if begin not in old or end not in old:
+        raise ValueError(f"{page}: no lines {begin!r} ... {end!r} to put {name} between")
+    head, rest = old.split(begin, 1)
+    new = head + begin + "\n" + text + end + rest.split(end, 1)[1]
+    if new != old:
+        with atomic_write(page) as tmp:
+            tmp.write_text(new)
+    return new != old
+
+
 def write_report(
-    results: pd.DataFrame, histories: pd.DataFrame, out: str | Path, dataset: str
+    results: pd.DataFrame,
+    histories: pd.DataFrame,
+    out: str | Path,
+    dataset: str,
+    ranks: pd.DataFrame | None = None,
 ) -> Path:
-    """``summary.md`` (:func:`report_page`) and the plots of :func:`report_figures` as PNG
-    files in ``out``; returns the page's path."""
+    """``summary.md`` (:func:`report_page`), the plots of :func:`report_figures` as PNG
+    files and, given the users' ranks, ``table.md`` (:func:`results_table`) in ``out``;
+    returns the summary's path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     figures = report_figures(results, histories, dataset)
@@ -124,9 +257,14 @@ def write_report(
         with atomic_write(out / f"{name}.png") as tmp:
             fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
+    table = None
+    if ranks is not None and len(ranks) and (results["study"] == "main").any():
+        table = results_table(results, ranks)
+        with atomic_write(out / "table.md") as tmp:
+            tmp.write_text(table)
     path = out / "summary.md"
     with atomic_write(path) as tmp:
-        tmp.write_text(report_page(results, dataset, list(figures)))
+        tmp.write_text(report_page(results, dataset, list(figures), table))
     return path
 
 
@@ -169,9 +307,12 @@ def report_figures(results: pd.DataFrame, histories: pd.DataFrame, dataset: str)
     return figures
 
 
-def report_page(results: pd.DataFrame, dataset: str, figures: list[str]) -> str:
-    """The markdown of ``summary.md``: ours (mean ± std over seeds), the orders, the
-    peeking numbers and the published MovieLens-1M ones, then the ``figures`` by name."""
+def report_page(
+    results: pd.DataFrame, dataset: str, figures: list[str], table: str | None = None
+) -> str:
+    """The markdown of ``summary.md``: ours (mean ± std over seeds), the differences from
+    the best model (``table``, :func:`results_table`), the orders, the peeking numbers and
+    the published MovieLens-1M ones, then the ``figures`` by name."""
     main = results[results["study"] == "main"]
     published = published_ml1m()
     lines = [
@@ -201,6 +342,8 @@ def report_page(results: pd.DataFrame, dataset: str, figures: list[str]) -> str:
             f"that between numbers measured on different test sets are not evidence.",
             "",
         ]
+    if table is not None:
+        lines += ["## Differences from the best model", "", table]
     if "orderings" in figures:
         hr, gains = order_disagreements(main), order_disagreements(main, "ndcg@10")
         lines += [

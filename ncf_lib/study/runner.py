@@ -52,6 +52,12 @@ def read_results(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+#: The file of each test user's ranks beside ``results.csv`` (:data:`RANK_COLUMNS`).
+RANKS = "ranks.csv.gz"
+#: Its columns: the user's original id, the held-out item's 0-based rank among the sampled
+#: candidates and among every item the user did not train on, the run's key.
+RANK_COLUMNS = ("user_id", "rank", "full_rank", "key")
+
 #: Columns every finished row must hold as finite numbers.
 REQUIRED = ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "seconds")
 
@@ -104,9 +110,12 @@ def finished_rows(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """``frame`` as CSV at ``path``, gzip-compressed (the same bytes for the same rows) when
+    ``path`` ends in ``.gz``."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    packed = {"method": "gzip", "mtime": 0} if path.suffix == ".gz" else None
     with atomic_write(path) as tmp:
-        frame.to_csv(tmp, index=False)
+        frame.to_csv(tmp, index=False, compression=packed)
 
 
 def _append(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -120,6 +129,7 @@ def run_grid(
     *,
     full: NCFData | None = None,
     history_path: str | Path | None = None,
+    ranks_path: str | Path | None = None,
     on_row: Callable[[dict], None] | None = None,
     jobs: int = 1,
 ) -> pd.DataFrame:
@@ -127,7 +137,9 @@ def run_grid(
 
     ``full`` is the split without validation, for specs with ``refit`` (see
     :func:`build_splits`). Per-epoch histories of the selection runs (loss, validation and
-    test HR) go to ``history_path`` when given. Returns all rows.
+    test HR) go to ``history_path`` when given, each test user's ranks (:data:`RANK_COLUMNS`,
+    for paired comparisons) to ``ranks_path`` (a gzip-compressed CSV); a row whose curve or
+    ranks are missing is trained again. Returns all rows.
 
     ``jobs > 1`` trains that many runs at once in worker processes of one thread each
     (small models use a core far better one per process than two threads per run: on 2
@@ -146,25 +158,26 @@ def run_grid(
     csv_path = Path(csv_path)
     check_writable(csv_path.parent, "results folder")
     lock = _lock_of(csv_path)
-    finished = _finished_keys(csv_path, history_path)
-    curveless = _finished_keys(csv_path) - finished  # rows whose curve was lost: trained again
+    extras = (history_path, ranks_path)
+    finished = _finished_keys(csv_path, *extras)
+    partial = _finished_keys(csv_path) - finished  # rows whose curve or ranks were lost
     todo = [spec for spec in dict.fromkeys(specs) if spec.key not in finished]
     if jobs > 1:
-        runs = _in_workers(todo, data, full, jobs, csv_path, history_path)
+        runs = _in_workers(todo, data, full, jobs, csv_path, extras)
     else:
-        runs = _in_turn(todo, data, full, csv_path, history_path)
-    for row, history in runs:
+        runs = _in_turn(todo, data, full, csv_path, extras)
+    for row, history, ranks in runs:
         with exclusive_lock(lock):  # another run_grid may write the same files
             done = finished_rows(csv_path)[0]
-            if row["key"] in set(done["key"]) - curveless:
+            if row["key"] in set(done["key"]) - partial:
                 continue  # finished meanwhile by another process
             done = done[done["key"] != row["key"]]
-            if history_path and history is not None:  # first: a results row implies its curve
-                histories = read_results(history_path)
-                histories = histories[histories["key"] != row["key"]]
-                _write_atomic(
-                    _append(histories, history.assign(key=row["key"])), Path(history_path)
-                )
+            # first the curve and the ranks: a results row implies both
+            for path, frame in ((history_path, history), (ranks_path, ranks)):
+                if path and frame is not None:
+                    kept = read_results(path)
+                    kept = kept[kept["key"] != row["key"]]
+                    _write_atomic(_append(kept, frame.assign(key=row["key"])), Path(path))
             _write_atomic(_append(done, pd.DataFrame([row])), csv_path)
         if on_row is not None:
             on_row(row)
@@ -198,7 +211,7 @@ def reproduce(
     check_writable(out, "results folder")
     for note in finished_rows(out / "results.csv")[1]:
         say(note)
-    done = _finished_keys(out / "results.csv", out / "history.csv")
+    done = _finished_keys(out / "results.csv", out / "history.csv", out / RANKS)
     todo = [s for s in specs if s.key not in done]
     speed = grid.seconds_per_million_rows(data)
     minutes = estimate_seconds(todo, data, speed) / 60 / min(jobs, os.cpu_count() or 1)
@@ -209,6 +222,7 @@ def reproduce(
     )
     results = run_grid(
         todo, data, out / "results.csv", full=full, history_path=out / "history.csv",
+        ranks_path=out / RANKS,
         on_row=lambda row: say(_row_line(row)), jobs=jobs,
     )  # fmt: skip
     results = results[results["key"].isin({s.key for s in specs})]
@@ -217,8 +231,9 @@ def reproduce(
             f"{len(specs) - len(results)} runs are being trained by another process into "
             f"{out}; it adds their rows and writes the full report"
         )
-    histories = read_results(out / "history.csv")
-    path = report.write_report(results, histories, out, report.dataset_label(data.name))
+    histories, ranks = read_results(out / "history.csv"), read_results(out / RANKS)
+    label = report.dataset_label(data.name)
+    path = report.write_report(results, histories, out, label, ranks=ranks)
     say(report.markdown_summary(report.summary(results)))
     return path
 
@@ -236,38 +251,46 @@ def _lock_of(csv_path: Path) -> Path:
     return csv_path.with_name(f".{csv_path.name}.lock")
 
 
-def _finished_keys(csv_path: Path, history_path: str | Path | None = None) -> set[str]:
+def _finished_keys(
+    csv_path: Path, history_path: str | Path | None = None, ranks_path: str | Path | None = None
+) -> set[str]:
     """Keys of the finished rows; with ``history_path``, a trained model's row counts only
-    with its per-epoch history (a stop between the two files' writes re-runs it)."""
+    with its per-epoch history, with ``ranks_path`` every row only with its users' ranks (a
+    stop between the files' writes re-runs it)."""
     with exclusive_lock(_lock_of(csv_path)):
         rows = finished_rows(csv_path)[0]
-        if history_path is None or rows.empty:
-            return set(rows["key"])
-        curves = set(read_results(history_path)["key"])
-        trained = ~rows["model"].isin(CLOSED_FORM)
-        return set(rows["key"][~trained | rows["key"].isin(curves)])
+        if rows.empty:
+            return set()
+        keep = np.ones(len(rows), dtype=bool)
+        if history_path is not None:
+            curves = set(read_results(history_path)["key"])
+            keep &= (rows["model"].isin(CLOSED_FORM) | rows["key"].isin(curves)).to_numpy()
+        if ranks_path is not None:
+            keep &= rows["key"].isin(set(read_results(ranks_path)["key"])).to_numpy()
+        return set(rows["key"][keep])
 
 
 def _in_turn(
-    specs: list[RunSpec], data: NCFData, full: NCFData | None, csv_path: Path, history_path=None
-) -> Iterator[tuple[dict, pd.DataFrame | None]]:
-    """``(row, selection history)`` of each spec, one after the other; a spec that another
-    process is training (its claim) or has finished in ``csv_path`` is skipped."""
+    specs: list[RunSpec], data: NCFData, full: NCFData | None, csv_path: Path, extras=()
+) -> Iterator[tuple[dict, pd.DataFrame | None, pd.DataFrame]]:
+    """``(row, selection history, users' ranks)`` of each spec, one after the other; a spec
+    that another process is training (its claim) or has finished in ``csv_path`` (with the
+    ``extras``: history and ranks paths) is skipped."""
     parts: dict = {}
     claims = csv_path.with_name(f".{csv_path.name}.claims")
     for spec in specs:
         with _claim(claims, spec.key) as mine:  # held until the caller has written the row
-            if not mine or spec.key in _finished_keys(csv_path, history_path):
+            if not mine or spec.key in _finished_keys(csv_path, *extras):
                 continue
-            row, result = run_one(spec, data, full, parts=parts)
-            yield row, None if result is None else result.history
+            row, result, ranks = run_one(spec, data, full, parts=parts)
+            yield row, None if result is None else result.history, ranks
 
 
 def _worker(
-    specs: list[RunSpec], data: NCFData, full: NCFData | None, csv_path: Path, history_path, queue
+    specs: list[RunSpec], data: NCFData, full: NCFData | None, csv_path: Path, extras, queue
 ) -> None:
     torch.set_num_threads(1)
-    for item in _in_turn(specs, data, full, csv_path, history_path):
+    for item in _in_turn(specs, data, full, csv_path, extras):
         queue.put(item)
     queue.put(None)  # this worker is done
 
@@ -278,8 +301,8 @@ def _in_workers(
     full: NCFData | None,
     jobs: int,
     csv_path: Path,
-    history_path=None,
-) -> Iterator[tuple[dict, pd.DataFrame | None]]:
+    extras=(),
+) -> Iterator[tuple[dict, pd.DataFrame | None, pd.DataFrame]]:
     """Like :func:`_in_turn`, ``jobs`` groups at a time, the longest first (so that no long
     group runs alone at the end); yields rows as workers finish them."""
     groups: dict[tuple, list[RunSpec]] = {}
@@ -299,8 +322,7 @@ def _in_workers(
     with context.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=context) as pool:
         queue = manager.Queue()
         futures = [
-            pool.submit(_worker, groups[key], data, full, csv_path, history_path, queue)
-            for key in order
+            pool.submit(_worker, groups[key], data, full, csv_path, extras, queue) for key in order
         ]
         running = len(futures)
         try:
@@ -316,7 +338,7 @@ def _in_workers(
             raise
 
 
-def _next_row(queue, futures) -> tuple[dict, pd.DataFrame | None] | None:
+def _next_row(queue, futures) -> tuple[dict, pd.DataFrame | None, pd.DataFrame] | None:
     """The next finished run from the workers' queue; a worker's error (with its traceback)
     as soon as it fails, instead of waiting for a row that will not come."""
     while True:
