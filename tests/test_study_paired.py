@@ -11,8 +11,8 @@ from ncf_lib.errors import ConfigError
 from ncf_lib.study.paired import (
     detectable_difference,
     holm,
-    sign_test_p,
     paired_bootstrap,
+    sign_test_p,
     wilcoxon_p,
 )
 
