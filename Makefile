@@ -17,7 +17,7 @@ ARGS    ?=
 # PyTorch's CPU wheels: what `make install` takes on Linux without an NVIDIA GPU.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install lint test test-slow test-all mutation train info reproduce tensorboard lab book notebooks bench paper-table gpu-check scale clean
+.PHONY: install lint test test-slow test-all mutation train info reproduce results-pages tensorboard lab book notebooks bench paper-table gpu-check scale clean
 
 install: $(STAMP)
 
@@ -78,6 +78,12 @@ train: $(STAMP)
 # The paper's table and studies (prints its estimated time first; resumes when interrupted).
 reproduce: $(STAMP)
 	$(BIN)/python -m ncf_lib reproduce --dataset $(DATASET) --jobs $(JOBS) $(ARGS)
+
+# The results table of README.md and docs/results.md, from the MovieLens-100K results kept in
+# docs/results-ml-100k/ (copy a finished `make reproduce DATASET=ml-100k` there first).
+results-pages: $(STAMP)
+	$(BIN)/python -c "from ncf_lib.study.report import update_pages as u; d = 'docs/results-ml-100k/'; \
+	  print(*u(d + 'table.md', ['README.md']) + u(d + 'table-wide.md', ['docs/results.md']) or ['up to date'])"
 
 info: $(STAMP)
 	$(BIN)/python -m ncf_lib info --dataset $(DATASET) $(ARGS)

@@ -40,6 +40,8 @@ BUILDS = {
         "_log_choose",
         "sampled_rank_distribution",
         "correction",
+        "bpr_loss",
+        "bpr_train_epoch",
     },
 }
 

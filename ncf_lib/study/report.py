@@ -49,6 +49,17 @@ TABLE_METRICS = {
     "full_hr@10": "full-ranking HR@10",
     "full_ndcg@10": "full-ranking NDCG@10",
 }
+#: The wider table of the book's results page: the corrected sampled metrics too.
+WIDE_METRICS = {
+    "hr@10": "HR@10",
+    "ndcg@10": "NDCG@10",
+    "corrected_hr@10": "corrected HR@10",
+    "corrected_ndcg@10": "corrected NDCG@10",
+    "full_hr@10": "full-ranking HR@10",
+    "full_ndcg@10": "full-ranking NDCG@10",
+}
+#: The tables :func:`write_report` writes: ``{file name: metrics}``.
+TABLES = {"table.md": TABLE_METRICS, "table-wide.md": WIDE_METRICS}
 #: The metrics whose difference from the best model the results table shows.
 DIFFERENCES = ("hr@10", "full_hr@10")
 #: Level of the paired tests, after Holm's correction.
@@ -180,23 +191,26 @@ def _difference_cell(row) -> str:
     return f"{row.difference:+.3f} [{row.low:+.3f}, {row.high:+.3f}]{mark}"
 
 
-def results_table(results: pd.DataFrame, ranks: pd.DataFrame) -> str:
+def results_table(
+    results: pd.DataFrame, ranks: pd.DataFrame, metrics: dict[str, str] = TABLE_METRICS
+) -> str:
     """The main results as a markdown table with a note: each model's mean ± std over seeds
-    of :data:`TABLE_METRICS` (the best in bold), its difference from the best model in each
-    of :data:`DIFFERENCES` with a 95% paired interval, marked ``*`` when a paired test finds
-    it after Holm's correction, and the differences this test set can detect."""
+    of ``metrics`` (``{column: header}``; the best in bold), its difference from the best
+    model in each of :data:`DIFFERENCES` with a 95% paired interval, marked ``*`` when a
+    paired test finds it after Holm's correction, and the differences this test set can
+    detect."""
     main = results[results["study"] == "main"]
-    table = summary(main, metrics=tuple(TABLE_METRICS)).set_index("model")
+    table = summary(main, metrics=tuple(metrics)).set_index("model")
     paired = paired_differences(main, ranks, DIFFERENCES)
     headers = [
-        *TABLE_METRICS.values(),
+        *metrics.values(),
         *(f"{TABLE_METRICS[m]} − best [95% interval]" for m in paired),
     ]
     lines = ["| model | " + " | ".join(headers) + " |", "|---" * (len(headers) + 1) + "|"]
-    best = {m: table[f"{m} mean"].round(3).max() for m in TABLE_METRICS}
+    best = {m: table[f"{m} mean"].round(3).max() for m in metrics}
     for model in table.index:
         cells = []
-        for m in TABLE_METRICS:
+        for m in metrics:
             mean, std = table.loc[model, f"{m} mean"], table.loc[model, f"{m} std"]
             cell = f"{mean:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}")
             cells.append(f"**{cell}**" if round(mean, 3) == best[m] else cell)
@@ -246,6 +260,13 @@ def update_page(page: str | Path, name: str, text: str) -> bool:
     return new != old
 
 
+def update_pages(table: str | Path, pages) -> list[Path]:
+    """Put the generated ``table`` file (e.g. ``docs/results-ml-100k/table.md``, its path as
+    the pages name it) into each of ``pages`` (:func:`update_page`); returns those changed."""
+    text = Path(table).read_text()
+    return [Path(page) for page in pages if update_page(page, str(table), text)]
+
+
 def write_report(
     results: pd.DataFrame,
     histories: pd.DataFrame,
@@ -254,8 +275,8 @@ def write_report(
     ranks: pd.DataFrame | None = None,
 ) -> Path:
     """``summary.md`` (:func:`report_page`), the plots of :func:`report_figures` as PNG
-    files and, given the users' ranks, ``table.md`` (:func:`results_table`) in ``out``;
-    returns the summary's path."""
+    files and, given the users' ranks, the :data:`TABLES` (:func:`results_table`) in
+    ``out``; returns the summary's path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     figures = report_figures(results, histories, dataset)
@@ -265,9 +286,11 @@ def write_report(
         plt.close(fig)
     table = None
     if ranks is not None and len(ranks) and (results["study"] == "main").any():
-        table = results_table(results, ranks)
-        with atomic_write(out / "table.md") as tmp:
-            tmp.write_text(table)
+        for name, metrics in TABLES.items():
+            text = results_table(results, ranks, metrics)
+            with atomic_write(out / name) as tmp:
+                tmp.write_text(text)
+        table = text  # the wide one
     path = out / "summary.md"
     with atomic_write(path) as tmp:
         tmp.write_text(report_page(results, dataset, list(figures), table))
@@ -316,9 +339,9 @@ def report_figures(results: pd.DataFrame, histories: pd.DataFrame, dataset: str)
 def report_page(
     results: pd.DataFrame, dataset: str, figures: list[str], table: str | None = None
 ) -> str:
-    """The markdown of ``summary.md``: ours (mean ± std over seeds), the differences from
-    the best model (``table``, :func:`results_table`), the orders, the peeking numbers and
-    the published MovieLens-1M ones, then the ``figures`` by name."""
+    """The markdown of ``summary.md``: ours (mean ± std over seeds; given ``table``, that
+    :func:`results_table` with the differences from the best model), the orders, the peeking
+    numbers and the published MovieLens-1M ones, then the ``figures`` by name."""
     main = results[results["study"] == "main"]
     published = published_ml1m()
     lines = [
@@ -335,7 +358,7 @@ def report_page(
         "bias-variance correction with gamma = 0.1, `ncf_lib/study/corrected.py`); `full_*`: "
         "among all items the user did not train on.",
         "",
-        markdown_summary(summary(results)),
+        markdown_summary(summary(results)) if table is None else table,
         "",
     ]
     if "hr@10_se" in main and main["hr@10_se"].notna().any():
@@ -348,8 +371,6 @@ def report_page(
             f"that between numbers measured on different test sets are not evidence.",
             "",
         ]
-    if table is not None:
-        lines += ["## Differences from the best model", "", table]
     if "orderings" in figures:
         hr, gains = order_disagreements(main), order_disagreements(main, "ndcg@10")
         lines += [
