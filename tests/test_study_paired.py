@@ -4,15 +4,19 @@ difference."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 from ncf_lib.errors import ConfigError
 from ncf_lib.study.paired import (
     detectable_difference,
+    discordance,
     holm,
     paired_bootstrap,
+    seed_outcomes,
     sign_test_p,
+    user_means,
     wilcoxon_p,
 )
 
@@ -76,3 +80,41 @@ def test_bad_outcomes_are_refused():
         paired_bootstrap([1, 0, 1], [1, 0])
     with pytest.raises(ConfigError, match="0 < discordance <= 1"):
         detectable_difference(100, 0.0)
+
+
+def _runs():
+    """Two models, two seeds, three users: per-run ranks and the grid's rows."""
+    ranks = pd.DataFrame(
+        {
+            "user_id": [1, 2, 3] * 4,
+            "rank": [0, 12, 3, 0, 9, 40, 50, 1, 3, 10, 2, 0],
+            "full_rank": [5, 30, 9, 0, 90, 40, 60, 1, 3, 10, 2, 9],
+            "key": ["a0"] * 3 + ["a1"] * 3 + ["b0"] * 3 + ["b1"] * 3,
+        }
+    )
+    results = pd.DataFrame(
+        {"key": ["a0", "a1", "b0", "b1"], "model": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1],
+         "study": "main"}
+    )  # fmt: skip
+    return results, ranks
+
+
+def test_seed_outcomes_are_each_users_metric_in_each_run():
+    results, ranks = _runs()
+    hits = seed_outcomes(results, ranks, "hr@10")
+    assert hits["a"][0].tolist() == [1, 0, 1] and hits["b"][1].tolist() == [0, 1, 1]
+    assert seed_outcomes(results, ranks, "full_hr@10")["a"][1].tolist() == [1, 0, 0]
+    gains = seed_outcomes(results, ranks, "ndcg@10")["a"][0]
+    assert np.allclose(gains, [1.0, 0.0, 1 / np.log2(5)])
+    assert user_means(hits)["a"].tolist() == [1.0, 0.5, 0.5]
+    assert discordance(hits, "a", "b") == pytest.approx(np.mean([2 / 3, 2 / 3]))
+
+
+def test_seed_outcomes_refuse_runs_without_every_users_ranks():
+    results, ranks = _runs()
+    with pytest.raises(ConfigError, match="no users' ranks for 1 run.*b1"):
+        seed_outcomes(results, ranks[ranks["key"] != "b1"], "hr@10")
+    with pytest.raises(ConfigError, match="not tested on the same users"):
+        seed_outcomes(results, ranks.drop(index=11), "hr@10")
+    with pytest.raises(ConfigError, match="hr@10, ndcg@10"):
+        seed_outcomes(results, ranks, "hr@5")
