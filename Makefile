@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml
 	    echo "No NVIDIA GPU, but $(TORCH_CPU_INDEX) cannot be reached: PyTorch from the default index (the CUDA build, several GB)"; \
 	  fi; \
 	fi
-	$(BIN)/pip install -q -e ".[dev,lab,book]"
+	$(BIN)/pip install -q -e ".[dev,lab,book,serve]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 

@@ -4,6 +4,7 @@ MovieLens-100K when it is beside us, command-line runs and their one-line errors
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -174,3 +175,44 @@ def ml_checkpoint(tmp_path_factory):
             "--no-progress", "--no-log", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     return next(out.glob("*.pt"))
+
+
+def missing_tool(reason: str) -> None:
+    """Skip a test whose tool is absent, with the reason; fail under CI, which provides it."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI provides it: see .ci/run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Selenium (a skip without it, a failure under CI)."""
+    names = ("chromium", "chromium-browser", "google-chrome")
+    chromium = next(filter(None, map(shutil.which, names)), None)
+    driver_path = shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        missing_tool(
+            "Chromium and ChromeDriver are not installed (apt-get install chromium chromium-driver)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,2000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(60)
+    yield driver
+    driver.quit()

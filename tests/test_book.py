@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import re
-import shutil
 import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, missing_tool
 
 #: Whole system checks (a browser, a server): `make test-all` runs them.
 pytestmark = pytest.mark.slow
@@ -31,12 +29,6 @@ NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("0*.md"))
 TRAINING = [n for n in NOTEBOOKS if n[:2] in ("04", "05", "06", "07", "09")]
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI provides it: see .ci/run)")
-    pytest.skip(reason)
-
-
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
@@ -46,7 +38,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def site():
     """The built book served over HTTP on a free local port; yields its base URL."""
     if not (BOOK / "index.html").is_file():
-        _missing(f"no built book in {BOOK}: run `make book` first")
+        missing_tool(f"no built book in {BOOK}: run `make book` first")
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(BOOK))
     )
@@ -54,39 +46,6 @@ def site():
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    names = ("chromium", "chromium-browser", "google-chrome")
-    chromium = next(filter(None, map(shutil.which, names)), None)
-    driver_path = shutil.which("chromedriver")
-    if not chromium or not driver_path:
-        _missing(
-            "Chromium and ChromeDriver are not installed (apt-get install chromium chromium-driver)"
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,2000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.set_page_load_timeout(60)
-    driver.set_script_timeout(60)
-    yield driver
-    driver.quit()
 
 
 def _open(browser, url: str) -> str:

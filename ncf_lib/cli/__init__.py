@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ncf_lib import scale
-from ncf_lib.checkpoints import check_same_data, load_checkpoint
+from ncf_lib.checkpoints import load_checkpoint
 from ncf_lib.cli.flags import (
     OWN_FIELDS,
     UsageError,
@@ -54,7 +54,9 @@ from ncf_lib.study.runner import reproduce
 from ncf_lib.train import TrainConfig, resolve_device
 from ncf_lib.use.export import EXPORTED, export_embeddings, is_export
 from ncf_lib.use.foldin import FoldInConfig, fold_in
+from ncf_lib.use.index import KINDS
 from ncf_lib.use.recommend import recommend, recommendation_table
+from ncf_lib.use.service import Service, checkpoint_and_data
 from ncf_lib.use.similar import similar_items
 from ncf_lib.use.titles import match_title, spreadsheet_safe, visible
 
@@ -180,11 +182,23 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def _checkpoint_and_data(args: argparse.Namespace, ckpt=None):
     """The checkpoint (loaded here unless given) and the data it was trained on, verified."""
-    ckpt = ckpt or load_checkpoint(args.checkpoint)
-    ratings = _ratings(args.dataset or ckpt.dataset, args.data_dir)
-    data = build_dataset(ratings, **ckpt.data, draw=DRAW)
-    check_same_data(args.checkpoint, ckpt.fingerprint, data)
-    return ckpt, data
+    return checkpoint_and_data(args.checkpoint, args.dataset, args.data_dir, ckpt)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        import uvicorn
+
+        from ncf_lib.use.server import create_app
+    except ImportError as err:
+        raise UsageError(
+            f"serve needs FastAPI and uvicorn ({err.name} is missing): pip install "
+            "'ncf-tutorial[serve]' (make install installs them)"
+        ) from None
+    service = Service.load(args.checkpoint, args.dataset, args.data_dir, index=args.index)
+    print(f"serving {service.about['model']} of {args.checkpoint} on "
+          f"http://{args.host}:{args.port}/ (API: /docs; Ctrl-C stops it)", flush=True)  # fmt: skip
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -367,6 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp = _command(commands, "export", "embeddings with ids and titles", cmd_export, True)
     exp.add_argument("out", help="folder for embeddings.npz, users.csv, items.csv")
     add(exp, "--force", bool, False, "replace a previous export in that folder")
+
+    srv = _command(commands, "serve", "an HTTP service with a demo page", cmd_serve, True)
+    add(srv, "--host", str, "127.0.0.1", "address to listen on (127.0.0.1: this machine only)")
+    add(srv, "--port", int, 8000, "port to listen on")
+    add(srv, "--index", KINDS, None, "MF or GMF: answer known users from an inner-product index")
 
     rep = _command(
         commands, "reproduce", REPRODUCE_HELP[0], cmd_reproduce, description=REPRODUCE_HELP[1]

@@ -152,11 +152,13 @@ RANGES = {
     "seeds": (0, MAX_SEED, "integers from 0 to 2**32 - 1"),
     "epochs": (1, MAX_EPOCHS, f"an integer from 1 to {MAX_EPOCHS:,}"),
     "study_epochs": (1, MAX_EPOCHS, f"an integer from 1 to {MAX_EPOCHS:,}"),
+    "port": (1, 65_535, "a port from 1 to 65535"),
 }
 
 
 def check_ranges(args: argparse.Namespace) -> None:
-    """Refuse a seed or an epoch count out of its range, naming the flag (one line)."""
+    """Refuse a seed, an epoch count or a port out of its range, naming the flag (one
+    line)."""
     for name, (low, high, expected) in RANGES.items():
         value = getattr(args, name, None)
         values = value if isinstance(value, list) else [] if value is None else [value]
