@@ -17,7 +17,7 @@ ARGS    ?=
 # PyTorch's CPU wheels: what `make install` takes on Linux without an NVIDIA GPU.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install lint test test-slow test-all mutation train info reproduce results-pages tensorboard lab book notebooks bench paper-table gpu-check scale clean
+.PHONY: install lint test test-slow test-all mutation train info reproduce results-pages serve tensorboard lab book notebooks bench paper-table gpu-check scale clean
 
 install: $(STAMP)
 
@@ -87,6 +87,11 @@ results-pages: $(STAMP)
 
 info: $(STAMP)
 	$(BIN)/python -m ncf_lib info --dataset $(DATASET) $(ARGS)
+
+# The recommendation service and its demo page: make serve CKPT=checkpoints/ml-1m-neumf.pt
+serve: $(STAMP)
+	@test -n "$(CKPT)" || { echo "give the checkpoint: make serve CKPT=checkpoints/ml-1m-neumf.pt"; exit 2; }
+	$(BIN)/python -m ncf_lib serve $(CKPT) $(ARGS)
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir runs

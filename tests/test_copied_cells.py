@@ -14,7 +14,7 @@ import jupytext
 import pytest
 from conftest import REPO
 
-NOTEBOOKS = sorted((REPO / "notebooks").glob("0*.md"))
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9]*.md"))
 
 # Run after the copied code: every global name a copied function or method reads (in its body,
 # from the bytecode) and every name its annotations use must resolve.

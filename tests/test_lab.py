@@ -25,7 +25,7 @@ from conftest import REPO
 #: Whole system checks (a browser, a server): `make test-all` runs them.
 pytestmark = pytest.mark.slow
 
-NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("0*.ipynb"))
+NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("[0-9]*.ipynb"))
 
 
 def _free_port() -> int:

@@ -7,7 +7,11 @@ import re
 import tomllib
 from conftest import REPO
 
-CONDA_TO_PIP = {"pytorch": "torch", "tensorboardx": "tensorboardx"}
+CONDA_TO_PIP = {
+    "pytorch": "torch",
+    "tensorboardx": "tensorboardx",
+    "uvicorn-standard": "uvicorn[standard]",
+}
 
 
 def _pip_requirements() -> dict[str, str]:

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ncf_lib import scale
 from ncf_lib.checkpoints import load_checkpoint
@@ -196,6 +197,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             "'ncf-tutorial[serve]' (make install installs them)"
         ) from None
     service = Service.load(args.checkpoint, args.dataset, args.data_dir, index=args.index)
+    torch.set_num_threads(1)  # small models, many requests: one core each, no oversubscription
     print(f"serving {service.about['model']} of {args.checkpoint} on "
           f"http://{args.host}:{args.port}/ (API: /docs; Ctrl-C stops it)", flush=True)  # fmt: skip
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")

@@ -64,8 +64,14 @@ class ExactIndex:
 
 
 class FaissIndex:
-    """An inner-product index of FAISS: ``flat`` (exact, FAISS's own kernels) or ``hnsw``
+    """An index of FAISS: ``flat`` (exact inner products, FAISS's own kernels) or ``hnsw``
     (a navigable small-world graph: approximate, sub-linear in the items).
+
+    HNSW finds near neighbours in Euclidean distance, and a graph built on inner products of
+    vectors of unequal lengths finds poor ones. So the items get one more coordinate,
+    ``sqrt(R**2 - |x|**2)`` with ``R`` the largest item norm, and queries a zero: every item
+    is then at distance ``R`` from the origin and the nearest item to a query is the one
+    with the largest inner product (Bachrach et al., RecSys 2014).
 
     Args:
         items: ``(n_items, d)`` item vectors.
@@ -85,10 +91,14 @@ class FaissIndex:
                 "(pip install 'ncf-tutorial[serve]', which make install installs)"
             ) from None
         items = np.ascontiguousarray(items, dtype=np.float32)
+        self.kind, self.items = kind, items
         if kind == "flat":
             self.index = faiss.IndexFlatIP(items.shape[1])
         elif kind == "hnsw":
-            self.index = faiss.IndexHNSWFlat(items.shape[1], neighbours, faiss.METRIC_INNER_PRODUCT)
+            norms = np.einsum("ij,ij->i", items, items)
+            lift = np.sqrt(np.maximum(norms.max() - norms, 0))[:, None].astype(np.float32)
+            items = np.ascontiguousarray(np.hstack([items, lift]))
+            self.index = faiss.IndexHNSWFlat(items.shape[1], neighbours)
             self.index.hnsw.efConstruction = max(ef_search, 2 * neighbours)
             self.index.hnsw.efSearch = ef_search
         else:
@@ -96,9 +106,16 @@ class FaissIndex:
         self.index.add(items)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, items)``, each ``(queries, k)``, best first (item -1: fewer found)."""
+        """``(scores, items)``, each ``(queries, k)``: inner products, best first (item -1:
+        fewer found)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        return self.index.search(queries, min(k, self.index.ntotal))
+        k = min(k, self.index.ntotal)
+        if self.kind == "flat":
+            return self.index.search(queries, k)
+        lifted = np.hstack([queries, np.zeros((queries.shape[0], 1), dtype=np.float32)])
+        _, found = self.index.search(np.ascontiguousarray(lifted), k)
+        scores = np.einsum("qd,qkd->qk", queries, self.items[np.maximum(found, 0)])
+        return np.where(found >= 0, scores, -np.inf).astype(np.float32), found
 
 
 def build_index(items: np.ndarray, kind: str = "exact") -> ExactIndex | FaissIndex:

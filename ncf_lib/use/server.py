@@ -75,7 +75,9 @@ def _error(status: int, err: Exception) -> HTTPException:
 
 
 def create_app(service: Service) -> FastAPI:
-    """The app serving ``service``: loaded once, shared by every request."""
+    """The app serving ``service``: loaded once, shared by every request. The requests that
+    score with the model (a millisecond or two) run in the event loop itself, one at a time;
+    a new user's fold-in, longer, runs in a worker thread."""
     app = FastAPI(
         title="NCF recommendations",
         description=f"{service.about['model']} trained on {service.about['dataset']}",
@@ -108,26 +110,26 @@ def create_app(service: Service) -> FastAPI:
         return resources.files("ncf_lib.use").joinpath("page.html").read_text()
 
     @app.get("/health", response_model=Health)
-    def health() -> dict:
+    async def health() -> dict:
         return {"status": "ok", **service.about}
 
     @app.get("/users/{user_id}/recommendations", response_model=Recommendations)
-    def known_user(user_id: str = Path(description="original user id"), k: int = K) -> dict:
+    async def known_user(user_id: str = Path(description="original user id"), k: int = K) -> dict:
         movies = answer(service.for_user, user_id, k)
         return {"model": service.about["model"], "user": user_id, "movies": movies}
 
     @app.post("/recommendations", response_model=Recommendations)
-    def new_user(request: NewUser) -> dict:
+    def new_user(request: NewUser) -> dict:  # tens of ms of training: in a worker thread
         liked, movies = answer(service.for_new_user, request.liked, request.k)
         return {"model": service.about["model"], "user": "new", "liked": liked, "movies": movies}
 
     @app.get("/movies/{item_id}/similar", response_model=Similar)
-    def similar(item_id: str = Path(description="original id or exact title"), k: int = K):
+    async def similar(item_id: str = Path(description="original id or exact title"), k: int = K):
         movie, movies = answer(service.similar, item_id, k)
         return {"model": service.about["model"], "movie": movie, "movies": movies}
 
     @app.get("/search", response_model=list[Movie])
-    def search(q: str = Query(max_length=200), limit: int = K) -> list[dict]:
+    async def search(q: str = Query(max_length=200), limit: int = K) -> list[dict]:
         return answer(service.search, q, limit)
 
     return app

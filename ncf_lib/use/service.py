@@ -13,6 +13,7 @@ HTTP). Original ids and titles in, original ids and titles out.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class Service:
 
     def __post_init__(self) -> None:
         self.model.eval()
+        self._folding = threading.Lock()  # one fold-in at a time: several only contend
         self._index = self._vectors = None
         if self.index is not None:
             self._vectors, items = dot_product_vectors(self.model)
@@ -106,7 +108,7 @@ class Service:
             return self.data.item_index(text, what="movie")
         except UnknownIdError:
             if self.data.titles is None:
-                raise
+                raise UnknownIdError(f"movie {text} is not in {self.about['dataset']}") from None
         try:
             return match_title(text, self.data.titles, self.data.item_ids)
         except UnknownIdError as err:
@@ -115,7 +117,13 @@ class Service:
     def for_user(self, user_id: str, k: int = 10) -> list[dict]:
         """A known user's top ``k``, the movies they rated excluded."""
         _check_k(k)
-        user = self.data.user_index(user_id)
+        try:
+            user = self.data.user_index(user_id)
+        except UnknownIdError:  # named by the dataset's name, not the server's folders
+            raise UnknownIdError(
+                f"user {user_id} is not in {self.about['dataset']} ({self.data.n_users:,} "
+                f"users, ids from {self.data.user_ids.min()} to {self.data.user_ids.max()})"
+            ) from None
         history = self.data.user_history(user)
         if self._index is not None:
             items, scores = top_k_excluding(self._index, self._vectors[user], k, history)
@@ -125,12 +133,15 @@ class Service:
 
     def for_new_user(self, liked: list[str], k: int = 10) -> tuple[list[dict], list[dict]]:
         """``(the liked movies found, the top k)`` of a new user folded in from ``liked``
-        (original ids or exact titles), as ``recommend --like`` answers."""
+        (original ids or exact titles), as ``recommend --like`` answers. Fold-ins run one at a
+        time (requests from several threads queue): run together they only fight for the
+        cores, and each takes longer."""
         _check_k(k)
         if not 1 <= len(liked) <= MAX_LIKED:
             raise ConfigError(f"give 1 to {MAX_LIKED} liked movies, got {len(liked)}")
         history = np.unique([self._item(text) for text in liked])
-        model = fold_in(self.model, [history], self.fold)
+        with self._folding:
+            model = fold_in(self.model, [history], self.fold)
         items, scores = recommend(model, 0, k, exclude=history, name="the new user")
         return [self.movie(i) for i in history], [
             self.movie(i, float(s)) for i, s in zip(items, scores)
