@@ -51,7 +51,7 @@ exclude_patterns = [
     "notebooks/*.ipynb",
     "notebooks/outputs",
     "notebooks/.ipynb_checkpoints",
-    "results-ml-100k/summary.md",
+    "results-ml-100k/*.md",  # summary and tables: shown in results.md, not pages of their own
 ]
 
 # Executed at every build, in the notebook's own folder; a failing cell fails the build.
