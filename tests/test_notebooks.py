@@ -67,7 +67,7 @@ def test_settings_cell_opens_the_notebook(name):
     assert f"settings({given})" in after.source, f"{name}: pass the settings on"
     later = "\n".join(c.source for c in code[2:])
     assert not re.search(r"^(DATASET|EPOCHS) =", later, re.M), "set only in the settings cell"
-    if name[:2] in ("04", "05", "06", "07", "09"):  # the notebooks that train
+    if name[:2] in ("04", "05", "06", "07", "09", "10"):  # the notebooks that train
         assert "EPOCHS = 10" in params.source
 
 
