@@ -147,7 +147,7 @@ def test_lab_lists_the_notebooks(lab):
     base, token = lab
     listing = _get(base, token, "/api/contents?content=1")
     names = sorted(e["name"] for e in listing["content"] if e["name"].endswith(".ipynb"))
-    assert names == NOTEBOOKS and len(names) == 9
+    assert names == NOTEBOOKS and len(names) == 10
     notebook = _get(base, token, f"/api/contents/{NOTEBOOKS[0]}")
     assert notebook["type"] == "notebook" and notebook["content"]["cells"]
 
