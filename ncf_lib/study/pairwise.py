@@ -12,7 +12,6 @@ HR and NDCG reward. ::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ncf_lib.dataset import NCFData
-from ncf_lib.sampling import sample_negatives
+from ncf_lib.sampling import NegativeSampler, sample_negatives
 from ncf_lib.train import add_l2_grad_
 
 
@@ -41,25 +40,15 @@ def pair_arrays(
     return tuple(torch.from_numpy(a[order].astype(np.int64)) for a in (users, positives, negatives))
 
 
-class PairSampler:
+class PairSampler(NegativeSampler):
     """:func:`pair_arrays` from a generator of its own, for ``fit``'s ``make_sampler``: its
     ``epoch()`` gives ``(users, positives, negatives)`` where the cross-entropy sampler gives
-    ``(users, items, labels)``, and its state is saved in checkpoints like that one's."""
+    ``(users, items, labels)``; its state is saved and restored as that one's."""
 
     kind = "pairs"
 
-    def __init__(self, data: NCFData, num_ng: int, seed: int, device: torch.device | str = "cpu"):
-        self.data, self.num_ng, self.device = data, num_ng, torch.device(device)
-        self.rng = np.random.default_rng(seed)
-
     def epoch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return tuple(t.to(self.device) for t in pair_arrays(self.data, self.num_ng, self.rng))
-
-    def state(self) -> str:
-        return json.dumps(self.rng.bit_generator.state)
-
-    def load_state(self, state: str) -> None:
-        self.rng.bit_generator.state = json.loads(state)
 
 
 def bpr_loss(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
