@@ -3,12 +3,16 @@
     python benchmarks/serve.py --dataset ../shared/data/ml-100k synthetic --models neumf gmf
 
 For each dataset and model: trains one epoch (the weights do not change the work a request
-does), starts ``python -m ncf_lib serve`` on a free port of 127.0.0.1, and sends a fixed
-number of requests from ``--clients`` concurrent clients (httpx, in this process): known users'
-top 10 (``GET /users/ID/recommendations``) and new users' from three liked movies
-(``POST /recommendations``, folded in). Reports p50 / p99 latency, requests per second and
-failed requests, and the server's resident memory after 100 and after ``--memory-requests``
-requests. The load generator shares the machine's cores with the server. Writes
+does; ``--untrained`` saves the model as initialised instead, for shapes such as
+``synthetic:138493x26744x20000263`` where an epoch takes many minutes), starts ``python -m
+ncf_lib serve`` on a free port of 127.0.0.1, and sends a fixed number of requests from
+``--clients`` concurrent clients (httpx, in this process): known users' top 10
+(``GET /users/ID/recommendations``) and new users' from three liked movies
+(``POST /recommendations``, folded in). Reports p50 / p99 latency, requests per second,
+failed requests, the CPU time per request of the server and of the load generator, and the
+server's resident memory after 100 and after ``--memory-requests`` requests. The load
+generator shares the machine's cores with the server: where its CPU time per request
+exceeds the server's, it is the load generator that limits the rate. Writes
 ``results/serve-LABEL.md``.
 """
 
@@ -29,6 +33,11 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from ncf_lib.checkpoints import save_checkpoint
+from ncf_lib.dataset import build_dataset
+from ncf_lib.models import build_model
+from ncf_lib.ratings import load_ratings
+from ncf_lib.scale.candidates import large_catalogue_candidates
 from ncf_lib.study.report import dataset_label
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,6 +50,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -48,7 +63,9 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def _load(url: str, requests: list[tuple[str, str, dict | None]], clients: int) -> dict:
+async def _load(
+    url: str, requests: list[tuple[str, str, dict | None]], clients: int, server_pid: int
+) -> dict:
     """Send ``requests`` ``(method, path, json)`` from ``clients`` concurrent clients."""
     latencies, failed = [], 0
     queue = list(reversed(requests))
@@ -64,9 +81,11 @@ async def _load(url: str, requests: list[tuple[str, str, dict | None]], clients:
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(limits=limits, timeout=60) as session:
-        clock = time.perf_counter()
+        clock, cpu = time.perf_counter(), (_cpu_seconds(server_pid), time.process_time())
         await asyncio.gather(*(client(session) for _ in range(clients)))
         seconds = time.perf_counter() - clock
+        server_cpu = _cpu_seconds(server_pid) - cpu[0]
+        client_cpu = time.process_time() - cpu[1]
     ms = np.array(latencies) * 1000
     return {
         "requests": len(requests),
@@ -74,6 +93,8 @@ async def _load(url: str, requests: list[tuple[str, str, dict | None]], clients:
         "p99 ms": float(np.percentile(ms, 99)),
         "requests/s": len(requests) / seconds,
         "failed": failed,
+        "server CPU ms/request": server_cpu / len(requests) * 1000,
+        "load generator CPU ms/request": client_cpu / len(requests) * 1000,
     }
 
 
@@ -87,7 +108,12 @@ def _requests(kind: str, n: int, users: int, items: int, seed: int) -> list:
     return [("POST", "recommendations", {"liked": [str(i) for i in row], "k": 10}) for row in liked]
 
 
-def _checkpoint(dataset: str, model: str, folder: Path) -> Path:
+def _checkpoint(dataset: str, model: str, folder: Path, untrained: bool) -> Path:
+    if untrained:
+        data = build_dataset(load_ratings(dataset), draw=large_catalogue_candidates)
+        net = build_model(model, data.n_users, data.n_items)
+        path = folder / f"{dataset_label(dataset)}-{model}.pt"
+        return save_checkpoint(path, net, data, {}, epoch=0, metrics={})
     subprocess.run(
         [sys.executable, "-m", "ncf_lib", "train", "--dataset", dataset, "--model", model,
          "--epochs", "1", "--no-progress", "--no-log", "--out", str(folder)],
@@ -97,7 +123,7 @@ def _checkpoint(dataset: str, model: str, folder: Path) -> Path:
 
 
 def bench_one(dataset: str, model: str, args, folder: Path) -> list[dict]:
-    ckpt = _checkpoint(dataset, model, folder / model)
+    ckpt = _checkpoint(dataset, model, folder / model, args.untrained)
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "ncf_lib", "serve", str(ckpt), "--port", str(port)],
@@ -105,7 +131,9 @@ def bench_one(dataset: str, model: str, args, folder: Path) -> list[dict]:
     )
     url = f"http://127.0.0.1:{port}/"
     try:
-        for _ in range(600):
+        while True:  # loading a MovieLens-20M-shaped dataset takes minutes
+            if server.poll() is not None:
+                raise SystemExit(f"the server stopped with exit status {server.returncode}")
             try:
                 health = httpx.get(url + "health", timeout=2).json()
                 break
@@ -114,18 +142,19 @@ def bench_one(dataset: str, model: str, args, folder: Path) -> list[dict]:
         users, items = health["users"], health["items"]
         rows = []
         warm = _requests("known user", 90, users, items, 1) + _requests("new user", 10, 0, items, 1)
-        asyncio.run(_load(url, warm, 8))  # the first requests of each kind pay one-off costs
+        asyncio.run(_load(url, warm, 8, server.pid))  # first requests pay one-off costs
         memory = {"after 100": _rss_mb(server.pid)}
         for kind in ("known user", "new user"):
             n = args.requests if kind == "known user" else args.new_user_requests
             for clients in args.clients:
-                result = asyncio.run(_load(url, _requests(kind, n, users, items, clients), clients))
+                load = _requests(kind, n, users, items, clients)
+                result = asyncio.run(_load(url, load, clients, server.pid))
                 rows.append({"dataset": dataset_label(dataset), "model": model, "request": kind,
                              "clients": clients, **result})  # fmt: skip
                 print(rows[-1], flush=True)
         done = sum(r["requests"] for r in rows) + 100
         more = _requests("known user", max(0, args.memory_requests - done), users, items, 7)
-        asyncio.run(_load(url, more, 8))
+        asyncio.run(_load(url, more, 8, server.pid))
         memory[f"after {max(done, args.memory_requests):,}"] = _rss_mb(server.pid)
         for row in rows:
             row.update({f"RSS MB {k}": v for k, v in memory.items()})
@@ -143,6 +172,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="known-user requests per level")
     parser.add_argument("--new-user-requests", type=int, default=200)
     parser.add_argument("--memory-requests", type=int, default=10_000)
+    parser.add_argument(
+        "--untrained", action="store_true", help="serve models as initialised (large shapes)"
+    )
     parser.add_argument("--label", default="")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args()

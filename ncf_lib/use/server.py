@@ -7,6 +7,9 @@ with a demo page at ``/`` and its JSON endpoints documented at ``/docs``.
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from importlib import resources
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
@@ -77,10 +80,20 @@ def _error(status: int, err: Exception) -> HTTPException:
 def create_app(service: Service) -> FastAPI:
     """The app serving ``service``: loaded once, shared by every request. The requests that
     score with the model (a millisecond or two) run in the event loop itself, one at a time;
-    a new user's fold-in, longer, runs in a worker thread."""
+    new users' fold-ins, longer, run one after another in one worker thread of their own (so
+    the event loop keeps answering, and the memory they use is reused by the next one rather
+    than held by many threads)."""
+    folding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fold-in")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        folding.shutdown(cancel_futures=True)
+
     app = FastAPI(
         title="NCF recommendations",
         description=f"{service.about['model']} trained on {service.about['dataset']}",
+        lifespan=lifespan,
     )
     K = Query(10, ge=1, le=MAX_K, description="how many movies")
 
@@ -119,8 +132,10 @@ def create_app(service: Service) -> FastAPI:
         return {"model": service.about["model"], "user": user_id, "movies": movies}
 
     @app.post("/recommendations", response_model=Recommendations)
-    def new_user(request: NewUser) -> dict:  # tens of ms of training: in a worker thread
-        liked, movies = answer(service.for_new_user, request.liked, request.k)
+    async def new_user(request: NewUser) -> dict:  # tens of ms of training: not in the loop
+        liked, movies = await asyncio.get_running_loop().run_in_executor(
+            folding, answer, service.for_new_user, request.liked, request.k
+        )
         return {"model": service.about["model"], "user": "new", "liked": liked, "movies": movies}
 
     @app.get("/movies/{item_id}/similar", response_model=Similar)
