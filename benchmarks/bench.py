@@ -248,11 +248,12 @@ def main() -> None:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub markdown table, numbers with 3 significant digits, blanks for NaN."""
+    """A GitHub markdown table, numbers with 3 significant digits (whole numbers from 1,000
+    up), blanks for NaN."""
 
     def cell(v) -> str:
         if isinstance(v, float):
-            return "" if np.isnan(v) else f"{v:,.3g}"
+            return "" if np.isnan(v) else f"{v:,.0f}" if abs(v) >= 999.5 else f"{v:,.3g}"
         return str(v)
 
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]

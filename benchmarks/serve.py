@@ -10,10 +10,10 @@ ncf_lib serve`` on a free port of 127.0.0.1, and sends a fixed number of request
 (``GET /users/ID/recommendations``) and new users' from three liked movies
 (``POST /recommendations``, folded in). Reports p50 / p99 latency, requests per second,
 failed requests, the CPU time per request of the server and of the load generator, and the
-server's resident memory after 100 and after ``--memory-requests`` requests. The load
-generator shares the machine's cores with the server: where its CPU time per request
-exceeds the server's, it is the load generator that limits the rate. Writes
-``results/serve-LABEL.md``.
+server's resident memory after each level, after the first 100 requests and after
+``--memory-requests`` requests. The load generator shares the machine's cores with the
+server: where its CPU time per request exceeds the server's, it is the load generator that
+limits the rate. Writes ``results/serve-LABEL.md``.
 """
 
 from __future__ import annotations
@@ -150,7 +150,8 @@ def bench_one(dataset: str, model: str, args, folder: Path) -> list[dict]:
                 load = _requests(kind, n, users, items, clients)
                 result = asyncio.run(_load(url, load, clients, server.pid))
                 rows.append({"dataset": dataset_label(dataset), "model": model, "request": kind,
-                             "clients": clients, **result})  # fmt: skip
+                             "clients": clients, **result,
+                             "RSS MB after this level": _rss_mb(server.pid)})  # fmt: skip
                 print(rows[-1], flush=True)
         done = sum(r["requests"] for r in rows) + 100
         more = _requests("known user", max(0, args.memory_requests - done), users, items, 7)
