@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -174,6 +175,22 @@ def test_a_real_server_answers_and_stops_cleanly_on_sigterm(server):
 
 
 @pytest.mark.slow
+def test_new_users_sent_at_once_get_what_each_gets_alone(server, evil_checkpoint):
+    url, process, _ = server
+    alone = Service.load(evil_checkpoint)
+    liked = [[str(i), str(i + 1), str(i + 7)] for i in range(3, 19, 2)]  # 8 new users
+    with httpx.Client(timeout=60) as session, ThreadPoolExecutor(8) as pool:
+        bodies = list(pool.map(
+            lambda ids: session.post(url + "recommendations", json={"liked": ids, "k": 5}).json(),
+            liked,
+        ))  # fmt: skip
+    for ids, body in zip(liked, bodies):
+        expected = alone.for_new_user(ids, k=5)[1]
+        assert [m["item_id"] for m in body["movies"]] == [m["item_id"] for m in expected]
+    assert process.poll() is None
+
+
+@pytest.mark.slow
 def test_the_demo_page_in_a_browser(server, browser):
     url, _, _ = server
     browser.get(url)
@@ -186,10 +203,11 @@ def test_the_demo_page_in_a_browser(server, browser):
         browser.find_element("css selector", "#search-form button").click()
         wait(lambda b, query=query: query in b.find_element("id", "found").text)
         browser.find_element("css selector", "#found li button").click()
-    wait(lambda b: len(b.find_elements("css selector", "#recommendations li")) == 10)
-    titles = [li.text for li in browser.find_elements("css selector", "#recommendations li")]
-    assert all(t.startswith(("Movie ", "<")) for t in titles)
-    assert "likes 2 movies" in browser.find_element("id", "list-title").text
+    wait(lambda b: "likes 2 movies" in b.find_element("id", "list-title").text)
+    titles = browser.execute_script(
+        "return [...document.querySelectorAll('#recommendations li')].map(li => li.textContent)"
+    )
+    assert len(titles) == 10 and all(t.startswith(("Movie ", "<")) for t in titles)
     browser.find_element("id", "user").send_keys("5")
     browser.find_element("css selector", "#user-form button").click()
     wait(lambda b: "For user 5" in b.find_element("id", "list-title").text)
