@@ -192,16 +192,21 @@ def _difference_cell(row) -> str:
 
 
 def results_table(
-    results: pd.DataFrame, ranks: pd.DataFrame, metrics: dict[str, str] = TABLE_METRICS
+    results: pd.DataFrame,
+    ranks: pd.DataFrame,
+    metrics: dict[str, str] = TABLE_METRICS,
+    *,
+    paired: dict[str, pd.DataFrame] | None = None,
 ) -> str:
     """The main results as a markdown table with a note: each model's mean ± std over seeds
     of ``metrics`` (``{column: header}``; the best in bold), its difference from the best
     model in each of :data:`DIFFERENCES` with a 95% paired interval, marked ``*`` when a
     paired test finds it after Holm's correction, and the differences this test set can
-    detect."""
+    detect. ``paired``: those differences (:func:`paired_differences`) when already computed."""
     main = results[results["study"] == "main"]
     table = summary(main, metrics=tuple(metrics)).set_index("model")
-    paired = paired_differences(main, ranks, DIFFERENCES)
+    if paired is None:
+        paired = paired_differences(main, ranks, DIFFERENCES)
     headers = [
         *metrics.values(),
         *(f"{TABLE_METRICS[m]} − best [95% interval]" for m in paired),
@@ -267,6 +272,16 @@ def update_pages(table: str | Path, pages) -> list[Path]:
     return [Path(page) for page in pages if update_page(page, str(table), text)]
 
 
+def results_tables(results: pd.DataFrame, ranks: pd.DataFrame) -> dict[str, str]:
+    """``{file name: markdown}`` of the :data:`TABLES` (:func:`results_table`), their paired
+    bootstrap (seconds on MovieLens-100K) computed once for all of them."""
+    paired = paired_differences(results[results["study"] == "main"], ranks, DIFFERENCES)
+    return {
+        name: results_table(results, ranks, metrics, paired=paired)
+        for name, metrics in TABLES.items()
+    }
+
+
 def write_report(
     results: pd.DataFrame,
     histories: pd.DataFrame,
@@ -275,7 +290,7 @@ def write_report(
     ranks: pd.DataFrame | None = None,
 ) -> Path:
     """``summary.md`` (:func:`report_page`), the plots of :func:`report_figures` as PNG
-    files and, given the users' ranks, the :data:`TABLES` (:func:`results_table`) in
+    files and, given the users' ranks, the :data:`TABLES` (:func:`results_tables`) in
     ``out``; returns the summary's path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -286,8 +301,7 @@ def write_report(
         plt.close(fig)
     table = None
     if ranks is not None and len(ranks) and (results["study"] == "main").any():
-        for name, metrics in TABLES.items():
-            text = results_table(results, ranks, metrics)
+        for name, text in results_tables(results, ranks).items():
             with atomic_write(out / name) as tmp:
                 tmp.write_text(text)
         table = text  # the wide one
